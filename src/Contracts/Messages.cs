@@ -1,0 +1,40 @@
+namespace NameRnn.Contracts;
+
+/// <summary>Marker for every message that crosses between coordinator and workers.</summary>
+public interface INameRnnMessage;
+
+/// <summary>The coordinator/worker protocol's version; a worker with another one is refused.</summary>
+public static class Protocol
+{
+    public const int Version = 1;
+}
+
+/// <summary>What a worker needs to build the model it computes gradients for.</summary>
+public sealed record ModelSpec(string Cell, int Hidden, int Classes, int Inputs, string Hash) : INameRnnMessage;
+
+/// <summary>A worker asks to take part; sent once when it starts (and again if it is not answered).</summary>
+public sealed record RegisterWorker(int ProtocolVersion, string WorkerId) : INameRnnMessage;
+
+/// <summary>The coordinator took the worker in for a run; the worker builds the model from <see cref="Model"/>.</summary>
+public sealed record WorkerAccepted(string RunId, ModelSpec Model, float[]? ClassWeights) : INameRnnMessage;
+
+/// <summary>The coordinator will not use this worker, and says why.</summary>
+public sealed record WorkerRefused(string Reason) : INameRnnMessage;
+
+/// <summary>
+/// Compute the summed gradient of one micro-batch at parameter version <see cref="ParametersVersion"/>.
+/// <see cref="Parameters"/> is null when the worker was already sent that version. Nobody changes the
+/// arrays after sending.
+/// </summary>
+public sealed record ComputeGradients(
+    string RunId, long Step, int MicroBatch, long ParametersVersion, float[]? Parameters, string[] Names, int[] Labels) : INameRnnMessage;
+
+/// <summary>The summed gradient and loss of one micro-batch, identified by (step, micro-batch).</summary>
+public sealed record GradientsComputed(
+    string RunId, long Step, int MicroBatch, double LossSum, int Count, float[] Gradients) : INameRnnMessage;
+
+/// <summary>The worker could not compute the micro-batch (an exception, a non-finite gradient).</summary>
+public sealed record GradientsFailed(string RunId, long Step, int MicroBatch, string Reason) : INameRnnMessage;
+
+/// <summary>The worker lacks the parameter version the work asks for and needs them sent in full.</summary>
+public sealed record ParametersMissing(string RunId, long Step, int MicroBatch, long ParametersVersion) : INameRnnMessage;

@@ -1,0 +1,98 @@
+using System.Globalization;
+using System.Reflection;
+
+namespace NameRnn.Coordinator.Cli;
+
+/// <summary>A wrong command line: exit code 2, one line on stderr.</summary>
+public sealed class UsageException(string message) : Exception(message);
+
+/// <summary>Marks a settings property as the command-line option <see cref="Name"/>.</summary>
+[AttributeUsage(AttributeTargets.Property)]
+public sealed class OptionAttribute(string name, string help) : Attribute
+{
+    public string Name { get; } = name;
+    public string Help { get; } = help;
+    /// <summary>Shown in the help as the value's placeholder; empty for a flag.</summary>
+    public string Value { get; init; } = "X";
+}
+
+/// <summary>
+/// Applies <c>--name value</c>, <c>--name=value</c> and <c>--flag</c> options onto a settings object
+/// whose properties carry <see cref="OptionAttribute"/>; the rest are positional arguments.
+/// Unknown options and values of the wrong type are usage errors that name the option.
+/// </summary>
+public static class CommandLine
+{
+    public static IReadOnlyList<string> Apply(object settings, IReadOnlyList<string> args)
+    {
+        var options = OptionsOf(settings.GetType()).ToDictionary(o => o.Attribute.Name, o => o.Property);
+        var positionals = new List<string>();
+        for (var i = 0; i < args.Count; i++)
+        {
+            var arg = args[i];
+            if (arg == "--")
+            {
+                positionals.AddRange(args.Skip(i + 1));
+                break;
+            }
+            if (!arg.StartsWith("--", StringComparison.Ordinal) || arg.Length == 2)
+            {
+                positionals.Add(arg);
+                continue;
+            }
+            var eq = arg.IndexOf('=');
+            var name = eq < 0 ? arg : arg[..eq];
+            if (!options.TryGetValue(name, out var property))
+                throw new UsageException($"unknown option '{name}'; see --help for the options of this command");
+            string? value;
+            if (property.PropertyType == typeof(bool))
+                value = eq < 0 ? "true" : arg[(eq + 1)..];
+            else if (eq >= 0)
+                value = arg[(eq + 1)..];
+            else if (i + 1 < args.Count)
+                value = args[++i];
+            else
+                throw new UsageException($"option {name} needs a value");
+            property.SetValue(settings, Convert(name, value, property.PropertyType));
+        }
+        return positionals;
+    }
+
+    public static IEnumerable<(PropertyInfo Property, OptionAttribute Attribute)> OptionsOf(Type type) =>
+        type.GetProperties()
+            .Select(p => (Property: p, Attribute: p.GetCustomAttribute<OptionAttribute>()))
+            .Where(p => p.Attribute is not null)
+            .Select(p => (p.Property, p.Attribute!));
+
+    public static string Help(Type settingsType) => string.Join(Environment.NewLine,
+        OptionsOf(settingsType).Select(o =>
+        {
+            var left = o.Property.PropertyType == typeof(bool) ? o.Attribute.Name : $"{o.Attribute.Name} {o.Attribute.Value}";
+            return $"  {left,-28} {o.Attribute.Help}";
+        }));
+
+    private static object? Convert(string name, string value, Type type)
+    {
+        var target = Nullable.GetUnderlyingType(type) ?? type;
+        if (target == typeof(string)) return value;
+        if (target == typeof(int) && int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out var i)) return i;
+        if (target == typeof(long) && long.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out var l)) return l;
+        if (target == typeof(double) && double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) && double.IsFinite(d)) return d;
+        if (target == typeof(bool) && bool.TryParse(value, out var b)) return b;
+        var expected = target == typeof(int) || target == typeof(long) ? "a whole number" : target == typeof(double) ? "a number" : target == typeof(bool) ? "true or false" : target.Name;
+        throw new UsageException($"option {name}: expected {expected}, got '{value}'");
+    }
+
+    /// <summary>Checks that <paramref name="value"/> lies in [min, max].</summary>
+    public static void Range(string option, double value, double min, double max)
+    {
+        if (value < min || value > max)
+            throw new UsageException($"option {option}: {value.ToString(CultureInfo.InvariantCulture)} is out of range: expected {min.ToString(CultureInfo.InvariantCulture)} to {max.ToString(CultureInfo.InvariantCulture)}");
+    }
+
+    public static void OneOf(string option, string value, IReadOnlyList<string> allowed)
+    {
+        if (!allowed.Contains(value))
+            throw new UsageException($"option {option}: '{value}' is not one of {string.Join(", ", allowed)}");
+    }
+}

@@ -1,0 +1,165 @@
+using NameRnn.Model.Network;
+using NameRnn.Model.Training;
+
+namespace NameRnn.Coordinator.Cli;
+
+/// <summary>Options every command has.</summary>
+public abstract class CommandSettings
+{
+    [Option("--verbose", "print stack traces of errors and debug logs", Value = "")]
+    public bool Verbose { get; set; }
+
+    [Option("--help", "show this help", Value = "")]
+    public bool Help { get; set; }
+
+    public virtual void Validate() { }
+}
+
+/// <summary>Where the data comes from, shared by the commands that read it.</summary>
+public abstract class DataSettings : CommandSettings
+{
+    [Option("--data", "folder of <Language>.txt files, or the tutorial's data.zip (default: data/names, data/data.zip, else download)", Value = "PATH")]
+    public string? Data { get; set; }
+
+    [Option("--data-dir", "where the default data lives and downloads go", Value = "DIR")]
+    public string DataDir { get; set; } = "data";
+
+    [Option("--data-url", "the archive to download when no data is found", Value = "URL")]
+    public string DataUrl { get; set; } = DataLocator.OfficialUrl;
+}
+
+public sealed class TrainSettings : DataSettings
+{
+    private static readonly TrainingOptions Defaults = new();
+
+    [Option("--out", "the run's output folder (model, summary.json)", Value = "DIR")]
+    public string? Out { get; set; }
+
+    [Option("--workers", "worker actors in this process (default: processor count)", Value = "N")]
+    public int Workers { get; set; } = Environment.ProcessorCount;
+
+    [Option("--epochs", "passes over the training split", Value = "N")]
+    public int Epochs { get; set; } = Defaults.Epochs;
+
+    [Option("--batch-size", "names per optimizer step (global batch)", Value = "N")]
+    public int BatchSize { get; set; } = Defaults.BatchSize;
+
+    [Option("--micro-batch", "names per unit of work; independent of the worker count", Value = "N")]
+    public int MicroBatch { get; set; } = Defaults.MicroBatch;
+
+    [Option("--hidden", "hidden state size", Value = "N")]
+    public int Hidden { get; set; } = Defaults.Hidden;
+
+    [Option("--cell", "rnn (the seed's Elman RNN), gru or lstm", Value = "CELL")]
+    public string Cell { get; set; } = Defaults.Cell;
+
+    [Option("--optimizer", "adam or sgd (with momentum)", Value = "NAME")]
+    public string Optimizer { get; set; } = Defaults.Optimizer;
+
+    [Option("--lr", "learning rate (default: 0.002 for adam, 0.1 for sgd)", Value = "X")]
+    public double? Lr { get; set; }
+
+    [Option("--momentum", "SGD momentum", Value = "X")]
+    public double Momentum { get; set; } = Defaults.Momentum;
+
+    [Option("--weight-decay", "L2 penalty added to the gradient", Value = "X")]
+    public double WeightDecay { get; set; } = Defaults.WeightDecay;
+
+    [Option("--schedule", "cosine (decay to 0 over the run) or constant", Value = "NAME")]
+    public string Schedule { get; set; } = Defaults.Schedule;
+
+    [Option("--clip-norm", "largest L2 norm of the averaged gradient; 0 = no clipping", Value = "X")]
+    public double ClipNorm { get; set; } = Defaults.ClipNorm;
+
+    [Option("--class-weight-power", "loss weight (largest class / class size)^X; 0 = unweighted", Value = "X")]
+    public double ClassWeightPower { get; set; } = Defaults.ClassWeightPower;
+
+    [Option("--seed", "seed of the initial weights and the epoch order", Value = "N")]
+    public long Seed { get; set; } = Defaults.Seed;
+
+    [Option("--max-names", "keep only this many training names (a deterministic subset); 0 = all", Value = "N")]
+    public int MaxNames { get; set; }
+
+    public override void Validate()
+    {
+        if (string.IsNullOrWhiteSpace(Out)) throw new UsageException("option --out: required: the folder the model and summary.json go to");
+        CommandLine.Range("--workers", Workers, 1, 256);
+        CommandLine.Range("--epochs", Epochs, 1, 100_000);
+        CommandLine.Range("--batch-size", BatchSize, 1, 1 << 20);
+        CommandLine.Range("--micro-batch", MicroBatch, 1, 1 << 20);
+        CommandLine.Range("--hidden", Hidden, 1, 4096);
+        CommandLine.OneOf("--cell", Cell, Cells.All);
+        CommandLine.OneOf("--optimizer", Optimizer, Optimizers.All);
+        if (Lr is { } lr) CommandLine.Range("--lr", lr, 1e-12, 100);
+        CommandLine.Range("--momentum", Momentum, 0, 0.999999);
+        CommandLine.Range("--weight-decay", WeightDecay, 0, 10);
+        CommandLine.OneOf("--schedule", Schedule, Schedules.All);
+        CommandLine.Range("--clip-norm", ClipNorm, 0, 1e6);
+        CommandLine.Range("--class-weight-power", ClassWeightPower, 0, 4);
+        CommandLine.Range("--max-names", MaxNames, 0, int.MaxValue);
+    }
+
+    public TrainingOptions ToTrainingOptions() => new()
+    {
+        Epochs = Epochs,
+        BatchSize = BatchSize,
+        MicroBatch = MicroBatch,
+        Cell = Cell,
+        Hidden = Hidden,
+        Optimizer = Optimizer,
+        LearningRate = Lr ?? (Optimizer == Optimizers.Sgd ? 0.1 : Defaults.LearningRate),
+        Momentum = Momentum,
+        WeightDecay = WeightDecay,
+        Schedule = Schedule,
+        ClipNorm = ClipNorm,
+        ClassWeightPower = ClassWeightPower,
+        Seed = Seed,
+    };
+}
+
+public sealed class PredictSettings : CommandSettings
+{
+    [Option("--model", "folder of a trained model (a train --out folder)", Value = "DIR")]
+    public string? Model { get; set; }
+
+    [Option("--top", "languages to show per name", Value = "K")]
+    public int Top { get; set; } = 3;
+
+    [Option("--json", "print JSON instead of text", Value = "")]
+    public bool Json { get; set; }
+
+    public override void Validate()
+    {
+        if (string.IsNullOrWhiteSpace(Model)) throw new UsageException("option --model: required: the folder of a trained model");
+        CommandLine.Range("--top", Top, 1, 1000);
+    }
+}
+
+public sealed class EvaluateSettings : DataSettings
+{
+    [Option("--model", "folder of a trained model (a train --out folder)", Value = "DIR")]
+    public string? Model { get; set; }
+
+    [Option("--split", "test, validation or train", Value = "NAME")]
+    public string Split { get; set; } = "test";
+
+    [Option("--json", "print JSON instead of text", Value = "")]
+    public bool Json { get; set; }
+
+    public static readonly IReadOnlyList<string> Splits = ["test", "validation", "train"];
+
+    public override void Validate()
+    {
+        if (string.IsNullOrWhiteSpace(Model)) throw new UsageException("option --model: required: the folder of a trained model");
+        CommandLine.OneOf("--split", Split, Splits);
+    }
+}
+
+public sealed class FetchSettings : CommandSettings
+{
+    [Option("--data-dir", "the folder data.zip is saved to", Value = "DIR")]
+    public string DataDir { get; set; } = "data";
+
+    [Option("--data-url", "the archive to download", Value = "URL")]
+    public string DataUrl { get; set; } = DataLocator.OfficialUrl;
+}

@@ -1,0 +1,99 @@
+using NameRnn.Model.Data;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace NameRnn.Model.Network;
+
+/// <summary>The gradient sum and loss sum of one micro-batch.</summary>
+public sealed record MicroBatchGradients(double LossSum, int Count, float[] Gradients);
+
+/// <summary>
+/// Computes the summed gradient of the (class-weighted) cross-entropy of a micro-batch for given
+/// parameters. All TorchSharp work happens synchronously inside one dispose scope per call;
+/// gradients leave as a plain array in the module's parameter order.
+/// </summary>
+public sealed class GradientEngine : IDisposable
+{
+    private readonly NameClassifier _module;
+    private readonly Tensor? _classWeights;
+    private long _loadedVersion = -1;
+
+    public GradientEngine(ModelConfig config, float[]? classWeights)
+    {
+        _module = new NameClassifier(config);
+        _module.train();
+        if (classWeights is not null)
+        {
+            if (classWeights.Length != config.Classes)
+                throw new ArgumentException($"{classWeights.Length} class weights for {config.Classes} classes", nameof(classWeights));
+            _classWeights = torch.tensor(classWeights).DetachFromDisposeScope();
+        }
+    }
+
+    public ModelConfig Config => _module.Config;
+
+    /// <summary>The parameter version loaded last; -1 before any.</summary>
+    public long LoadedVersion => _loadedVersion;
+
+    public void LoadParameters(long version, float[] parameters)
+    {
+        ParameterIo.Load(_module, parameters);
+        _loadedVersion = version;
+    }
+
+    public MicroBatchGradients Compute(IReadOnlyList<string> names, IReadOnlyList<int> labels)
+    {
+        if (_loadedVersion < 0) throw new InvalidOperationException("no parameters loaded");
+        if (names.Count != labels.Count) throw new ArgumentException("names and labels differ in length");
+        using var scope = torch.NewDisposeScope();
+        var packed = PackedNames.Pack(names.Select(Alphabet.Encode).ToList());
+        var sortedLabels = torch.tensor(packed.Order.Select(i => (long)labels[i]).ToArray(), dtype: ScalarType.Int64);
+        var logits = _module.forward(packed);
+        var loss = nn.functional.cross_entropy(logits, sortedLabels, _classWeights, reduction: nn.Reduction.Sum);
+        _module.zero_grad();
+        loss.backward();
+        var gradients = ParameterIo.FlattenGradients(_module);
+        return new MicroBatchGradients(loss.ToDouble(), names.Count, gradients);
+    }
+
+    public void Dispose()
+    {
+        _module.Dispose();
+        _classWeights?.Dispose();
+    }
+}
+
+/// <summary>Moves parameters and gradients between a module and flat float32 arrays.</summary>
+public static class ParameterIo
+{
+    public static void Load(NameClassifier module, float[] flat)
+    {
+        if (flat.Length != module.Config.ParameterCount)
+            throw new ArgumentException($"{flat.Length} parameter values for a model of {module.Config.ParameterCount}");
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        var source = torch.tensor(flat);
+        var offset = 0L;
+        foreach (var p in module.OrderedParameters)
+        {
+            var n = p.numel();
+            p.copy_(source.narrow(0, offset, n).view(p.shape));
+            offset += n;
+        }
+    }
+
+    public static float[] Flatten(NameClassifier module)
+    {
+        using var scope = torch.NewDisposeScope();
+        return Concat(module.OrderedParameters.Select(p => p.detach()));
+    }
+
+    public static float[] FlattenGradients(NameClassifier module)
+    {
+        using var scope = torch.NewDisposeScope();
+        return Concat(module.OrderedParameters.Select(p => p.grad ?? torch.zeros_like(p)));
+    }
+
+    private static float[] Concat(IEnumerable<Tensor> tensors) =>
+        torch.cat(tensors.Select(t => t.reshape(-1)).ToArray(), 0).to_type(ScalarType.Float32).data<float>().ToArray();
+}

@@ -1,0 +1,47 @@
+using System.Security.Cryptography;
+using System.Text;
+using NameRnn.Model.Data;
+
+namespace NameRnn.Model.Network;
+
+/// <summary>The recurrent cells NameRnn offers: the seed's Elman RNN, GRU and LSTM.</summary>
+public static class Cells
+{
+    public const string Rnn = "rnn";
+    public const string Gru = "gru";
+    public const string Lstm = "lstm";
+    public static readonly IReadOnlyList<string> All = [Rnn, Gru, Lstm];
+
+    /// <summary>How many gate blocks of the hidden size the input and recurrent matrices hold.</summary>
+    public static int Gates(string cell) => cell switch
+    {
+        Rnn => 1,
+        Gru => 3,
+        Lstm => 4,
+        _ => throw new ArgumentException($"unknown cell '{cell}': expected one of {string.Join(", ", All)}", nameof(cell)),
+    };
+}
+
+/// <summary>What defines a model's shape; saved with every model so that it loads without guessing.</summary>
+public sealed record ModelConfig(string Cell, int Hidden, int Classes, int Inputs)
+{
+    public static ModelConfig Create(string cell, int hidden, int classes) => new(cell, hidden, classes, Alphabet.Size);
+
+    /// <summary>(name, shape) of every parameter, in the module's parameter order.</summary>
+    public IReadOnlyList<(string Name, long[] Shape)> ParameterShapes()
+    {
+        var g = Cells.Gates(Cell) * Hidden;
+        return Cell == Cells.Rnn
+            ? [("U", [Hidden, Inputs]), ("W", [Hidden, Hidden]), ("b", [Hidden]), ("V", [Classes, Hidden]), ("c", [Classes])]
+            : [("W_ih", [g, Inputs]), ("W_hh", [g, Hidden]), ("b_ih", [g]), ("b_hh", [g]), ("V", [Classes, Hidden]), ("c", [Classes])];
+    }
+
+    public int ParameterCount => ParameterShapes().Sum(p => (int)p.Shape.Aggregate(1L, (a, b) => a * b));
+
+    /// <summary>A short hash of the configuration, so that peers can tell whether they build the same model.</summary>
+    public string Hash()
+    {
+        var text = $"{Cell}|{Hidden}|{Classes}|{Inputs}|{Alphabet.Letters}";
+        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..16];
+    }
+}

@@ -1,0 +1,127 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace NameRnn.Model.Network;
+
+/// <summary>
+/// The character-level classifier: an Elman RNN (the seed's default), GRU or LSTM read over each
+/// name, and a linear layer on the state after the last character. The input projection of a
+/// one-hot letter is a column lookup in the input matrix, which gives the same numbers as the
+/// one-hot product without computing it. Returns logits in packed (sorted) order.
+/// </summary>
+public sealed class NameClassifier : nn.Module<PackedNames, Tensor>
+{
+    private readonly ModelConfig _config;
+    private readonly Parameter[] _weights;
+
+    public NameClassifier(ModelConfig config, ScalarType dtype = ScalarType.Float32) : base(nameof(NameClassifier))
+    {
+        _config = config;
+        _weights = config.ParameterShapes()
+            .Select(p => new Parameter(torch.zeros(p.Shape, dtype: dtype)))
+            .ToArray();
+        foreach (var ((name, _), parameter) in config.ParameterShapes().Zip(_weights))
+            register_parameter(name, parameter);
+    }
+
+    public ModelConfig Config => _config;
+
+    /// <summary>The parameters in the module's parameter order (the order of the flat arrays).</summary>
+    public IReadOnlyList<Parameter> OrderedParameters => _weights;
+
+    public override Tensor forward(PackedNames batch)
+    {
+        var tokens = torch.tensor(batch.Tokens, dtype: ScalarType.Int64);
+        return _config.Cell switch
+        {
+            Cells.Rnn => Output(Elman(batch, tokens)),
+            Cells.Gru => Output(Gru(batch, tokens)),
+            Cells.Lstm => Output(Lstm(batch, tokens)),
+            _ => throw new InvalidOperationException($"unknown cell '{_config.Cell}'"),
+        };
+    }
+
+    private Tensor Output(Tensor last) =>
+        torch.addmm(_weights[^1], last, _weights[^2].t(), 1, 1);
+
+    /// <summary>s_t = tanh(U x_t + W s_{t-1} + b), s_0 = 0.</summary>
+    private Tensor Elman(PackedNames batch, Tensor tokens)
+    {
+        var (u, w, b) = (_weights[0], _weights[1], _weights[2]);
+        var inputs = u.t().index_select(0, tokens) + b;
+        return Unroll(batch, inputs, (x, state, n) =>
+        {
+            var h = state is null ? torch.tanh(x) : torch.tanh(torch.addmm(x, state[0].narrow(0, 0, n), w.t(), 1, 1));
+            return [h];
+        });
+    }
+
+    /// <summary>PyTorch's GRU: r, z gates; n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)); h' = (1 − z) ⊙ n + z ⊙ h.</summary>
+    private Tensor Gru(PackedNames batch, Tensor tokens)
+    {
+        var (wih, whh, bih, bhh) = (_weights[0], _weights[1], _weights[2], _weights[3]);
+        var inputs = wih.t().index_select(0, tokens) + bih;
+        var hidden = _config.Hidden;
+        return Unroll(batch, inputs, (x, state, n) =>
+        {
+            var xs = x.chunk(3, 1);
+            if (state is null)
+            {
+                var hs0 = bhh.chunk(3, 0);
+                var r0 = torch.sigmoid(xs[0] + hs0[0]);
+                var z0 = torch.sigmoid(xs[1] + hs0[1]);
+                var n0 = torch.tanh(xs[2] + r0 * hs0[2]);
+                return [n0 - z0 * n0];
+            }
+            var h = state[0].narrow(0, 0, n);
+            var hs = torch.addmm(bhh, h, whh.t(), 1, 1).chunk(3, 1);
+            var r = torch.sigmoid(xs[0] + hs[0]);
+            var z = torch.sigmoid(xs[1] + hs[1]);
+            var cand = torch.tanh(xs[2] + r * hs[2]);
+            return [cand + z * (h - cand)];
+        });
+    }
+
+    /// <summary>PyTorch's LSTM: i, f, g, o gates; c' = f ⊙ c + i ⊙ g; h' = o ⊙ tanh(c').</summary>
+    private Tensor Lstm(PackedNames batch, Tensor tokens)
+    {
+        var (wih, whh, bih, bhh) = (_weights[0], _weights[1], _weights[2], _weights[3]);
+        var inputs = wih.t().index_select(0, tokens) + bih + bhh;
+        return Unroll(batch, inputs, (x, state, n) =>
+        {
+            var gates = state is null ? x : torch.addmm(x, state[0].narrow(0, 0, n), whh.t(), 1, 1);
+            var g = gates.chunk(4, 1);
+            var i = torch.sigmoid(g[0]);
+            var f = torch.sigmoid(g[1]);
+            var cell = torch.tanh(g[2]);
+            var o = torch.sigmoid(g[3]);
+            var c = state is null ? i * cell : f * state[1].narrow(0, 0, n) + i * cell;
+            return [o * torch.tanh(c), c];
+        });
+    }
+
+    /// <summary>
+    /// Runs a cell over the packed batch. <paramref name="step"/> gets the input rows of step t, the
+    /// previous state (null at t = 0) and the number of names still running; element 0 of the state
+    /// is the hidden state. Names that end are collected in sorted order.
+    /// </summary>
+    private static Tensor Unroll(PackedNames batch, Tensor inputs, Func<Tensor, Tensor[]?, int, Tensor[]> step)
+    {
+        var sizes = batch.BatchSizes;
+        var finished = new List<Tensor>();
+        Tensor[]? state = null;
+        var offset = 0;
+        for (var t = 0; t < sizes.Length; t++)
+        {
+            var n = sizes[t];
+            if (state is not null && n < sizes[t - 1])
+                finished.Add(state[0].narrow(0, n, sizes[t - 1] - n));
+            state = step(inputs.narrow(0, offset, n), state, n);
+            offset += n;
+        }
+        finished.Add(state![0]);
+        finished.Reverse();
+        return finished.Count == 1 ? finished[0] : torch.cat(finished, 0);
+    }
+}

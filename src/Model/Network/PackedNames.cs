@@ -1,0 +1,45 @@
+namespace NameRnn.Model.Network;
+
+/// <summary>
+/// A batch of encoded names packed the way PyTorch's PackedSequence is: names sorted by length
+/// (longest first, stable), tokens laid out time-major so that step t reads the first
+/// <see cref="BatchSizes"/>[t] names. No padding is ever computed on.
+/// </summary>
+public sealed class PackedNames
+{
+    /// <summary>Order[i] is the index, in the caller's list, of the i-th name of the packed batch.</summary>
+    public int[] Order { get; }
+    public long[] Tokens { get; }
+    public int[] BatchSizes { get; }
+    public int Count => Order.Length;
+
+    private PackedNames(int[] order, long[] tokens, int[] batchSizes)
+    {
+        Order = order;
+        Tokens = tokens;
+        BatchSizes = batchSizes;
+    }
+
+    public static PackedNames Pack(IReadOnlyList<int[]> encoded)
+    {
+        if (encoded.Count == 0) throw new ArgumentException("a batch needs at least one name", nameof(encoded));
+        var order = Enumerable.Range(0, encoded.Count).OrderByDescending(i => encoded[i].Length).ToArray();
+        var longest = encoded[order[0]].Length;
+        if (encoded[order[^1]].Length == 0) throw new ArgumentException("a name in the batch is empty", nameof(encoded));
+        var batchSizes = new int[longest];
+        var total = 0;
+        for (var t = 0; t < longest; t++)
+        {
+            var n = 0;
+            while (n < order.Length && encoded[order[n]].Length > t) n++;
+            batchSizes[t] = n;
+            total += n;
+        }
+        var tokens = new long[total];
+        var k = 0;
+        for (var t = 0; t < longest; t++)
+            for (var i = 0; i < batchSizes[t]; i++)
+                tokens[k++] = encoded[order[i]][t];
+        return new PackedNames(order, tokens, batchSizes);
+    }
+}

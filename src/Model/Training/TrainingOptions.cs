@@ -1,0 +1,39 @@
+using NameRnn.Model.Network;
+
+namespace NameRnn.Model.Training;
+
+/// <summary>The numerical settings of a training run; every one has a default that trains a good seed model.</summary>
+public sealed record TrainingOptions
+{
+    public int Epochs { get; init; } = 30;
+    public int BatchSize { get; init; } = 64;
+    /// <summary>Names per unit of work; fixed, whatever the number of workers, so that results do not depend on it.</summary>
+    public int MicroBatch { get; init; } = 32;
+    public string Cell { get; init; } = Cells.Rnn;
+    public int Hidden { get; init; } = 128;
+    public string Optimizer { get; init; } = Optimizers.Adam;
+    public double LearningRate { get; init; } = 2e-3;
+    public double Momentum { get; init; } = 0.9;
+    public double WeightDecay { get; init; }
+    /// <summary>Cosine decay from the learning rate to 0 over the run, or a constant rate.</summary>
+    public string Schedule { get; init; } = Schedules.Cosine;
+    /// <summary>Largest global L2 norm of the averaged gradient; 0 turns clipping off.</summary>
+    public double ClipNorm { get; init; } = 1.0;
+    /// <summary>Class weight (largest class size / class size)^power in the loss; 0 weights all classes alike.</summary>
+    public double ClassWeightPower { get; init; } = 0.3;
+    public long Seed { get; init; } = 1;
+}
+
+public static class Schedules
+{
+    public const string Cosine = "cosine";
+    public const string Constant = "constant";
+    public static readonly IReadOnlyList<string> All = [Cosine, Constant];
+
+    public static double LearningRate(string schedule, double baseRate, long step, long totalSteps) => schedule switch
+    {
+        Constant => baseRate,
+        Cosine => baseRate * 0.5 * (1 + Math.Cos(Math.PI * Math.Min(step, totalSteps) / Math.Max(1, totalSteps))),
+        _ => throw new ArgumentException($"unknown schedule '{schedule}': expected one of {string.Join(", ", All)}", nameof(schedule)),
+    };
+}

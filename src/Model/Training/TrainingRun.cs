@@ -1,0 +1,119 @@
+using NameRnn.Model.Data;
+using NameRnn.Model.Network;
+
+namespace NameRnn.Model.Training;
+
+/// <summary>One micro-batch of the current step: its index within the step and its names.</summary>
+public sealed record MicroBatch(int Index, string[] Names, int[] Labels);
+
+/// <summary>What one optimizer step did.</summary>
+public sealed record StepOutcome(long Step, int Epoch, double Loss, double LearningRate, double GradientNorm, int Names, bool EpochEnded);
+
+/// <summary>
+/// The synchronous data-parallel protocol without any actor: the epoch order (a seeded shuffle),
+/// global batches cut into fixed-size micro-batches, the micro-batch gradient sums added in
+/// micro-batch order and divided by the batch size, clipping, the schedule and the optimizer on
+/// the master copy of the parameters. The coordinator actor drives it; so can a plain loop.
+/// </summary>
+public sealed class TrainingRun
+{
+    private readonly TrainingOptions _options;
+    private readonly IReadOnlyList<LabelledName> _train;
+    private readonly IOptimizer _optimizer;
+    private int[] _order;
+
+    public TrainingRun(TrainingOptions options, ModelConfig config, IReadOnlyList<LabelledName> train, float[] initialParameters)
+    {
+        if (train.Count == 0) throw new ArgumentException("the training split is empty", nameof(train));
+        if (initialParameters.Length != config.ParameterCount)
+            throw new ArgumentException($"{initialParameters.Length} initial parameters for a model of {config.ParameterCount}");
+        _options = options;
+        _train = train;
+        Config = config;
+        Parameters = (float[])initialParameters.Clone();
+        _optimizer = Optimizers.Create(options.Optimizer, config.ParameterCount, options.Momentum, options.WeightDecay);
+        StepsPerEpoch = (train.Count + options.BatchSize - 1) / options.BatchSize;
+        _order = SplitMix64.EpochPermutation(train.Count, options.Seed, 0);
+    }
+
+    public ModelConfig Config { get; }
+    public int StepsPerEpoch { get; }
+    public long TotalSteps => (long)StepsPerEpoch * _options.Epochs;
+    public int Epoch { get; private set; }
+    public int StepInEpoch { get; private set; }
+    public long Step { get; private set; }
+    public bool Finished => Epoch >= _options.Epochs;
+
+    /// <summary>The current parameters; a new array after every step, never changed once handed out.</summary>
+    public float[] Parameters { get; private set; }
+
+    /// <summary>The parameters' version: the number of steps applied.</summary>
+    public long ParametersVersion => Step;
+
+    public IReadOnlyList<MicroBatch> MicroBatches()
+    {
+        if (Finished) throw new InvalidOperationException("the run has finished");
+        var start = StepInEpoch * _options.BatchSize;
+        var end = Math.Min(start + _options.BatchSize, _train.Count);
+        var result = new List<MicroBatch>();
+        for (var s = start; s < end; s += _options.MicroBatch)
+        {
+            var e = Math.Min(s + _options.MicroBatch, end);
+            var pairs = Enumerable.Range(s, e - s).Select(i => _train[_order[i]]).ToArray();
+            result.Add(new MicroBatch(result.Count, pairs.Select(p => p.Name).ToArray(), pairs.Select(p => p.Label).ToArray()));
+        }
+        return result;
+    }
+
+    /// <summary>Adds the micro-batch sums in micro-batch order, averages over the batch and takes one optimizer step.</summary>
+    public StepOutcome Apply(IReadOnlyList<MicroBatchGradients> inMicroBatchOrder)
+    {
+        var count = inMicroBatchOrder.Sum(g => g.Count);
+        var total = new float[Parameters.Length];
+        var lossSum = 0.0;
+        foreach (var part in inMicroBatchOrder)
+        {
+            if (part.Gradients.Length != total.Length)
+                throw new ArgumentException($"a gradient of {part.Gradients.Length} values for a model of {total.Length}");
+            for (var i = 0; i < total.Length; i++) total[i] += part.Gradients[i];
+            lossSum += part.LossSum;
+        }
+        var scale = 1f / count;
+        var squares = 0.0;
+        for (var i = 0; i < total.Length; i++)
+        {
+            total[i] *= scale;
+            squares += (double)total[i] * total[i];
+        }
+        var norm = Math.Sqrt(squares);
+        if (_options.ClipNorm > 0 && norm > _options.ClipNorm)
+        {
+            var clip = (float)(_options.ClipNorm / (norm + 1e-6));
+            for (var i = 0; i < total.Length; i++) total[i] *= clip;
+        }
+        var learningRate = Schedules.LearningRate(_options.Schedule, _options.LearningRate, Step, TotalSteps);
+        var next = (float[])Parameters.Clone();
+        _optimizer.Step(next, total, learningRate);
+        Parameters = next;
+        var outcome = new StepOutcome(Step, Epoch, lossSum / count, learningRate, norm, count, StepInEpoch + 1 == StepsPerEpoch);
+        Step++;
+        StepInEpoch++;
+        if (StepInEpoch == StepsPerEpoch)
+        {
+            StepInEpoch = 0;
+            Epoch++;
+            if (!Finished) _order = SplitMix64.EpochPermutation(_train.Count, _options.Seed, Epoch);
+        }
+        return outcome;
+    }
+
+    /// <summary>Loss weights per class from the training split's class sizes: (largest / size)^power.</summary>
+    public static float[]? ClassWeights(IReadOnlyList<LabelledName> train, int classes, double power)
+    {
+        if (power == 0) return null;
+        var counts = new int[classes];
+        foreach (var pair in train) counts[pair.Label]++;
+        var largest = counts.Max();
+        return counts.Select(c => c == 0 ? 0f : (float)Math.Pow((double)largest / c, power)).ToArray();
+    }
+}

@@ -1,0 +1,82 @@
+using Akka.Actor;
+using Akka.Event;
+using NameRnn.Contracts;
+using NameRnn.Model.Network;
+
+namespace NameRnn.Worker;
+
+/// <summary>
+/// Computes micro-batch gradients for the coordinator. It registers on start, builds its model when
+/// accepted, keeps the last parameter version it was sent, and answers every
+/// <see cref="ComputeGradients"/> with <see cref="GradientsComputed"/> or <see cref="GradientsFailed"/>.
+/// The TorchSharp work is synchronous inside the handler, on the dispatcher of its own.
+/// </summary>
+public sealed class GradientWorker : ReceiveActor
+{
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly IActorRef _coordinator;
+    private readonly string _workerId;
+    private GradientEngine? _engine;
+    private string? _runId;
+
+    public GradientWorker(IActorRef coordinator, string workerId)
+    {
+        _coordinator = coordinator;
+        _workerId = workerId;
+        Receive<WorkerAccepted>(OnAccepted);
+        Receive<WorkerRefused>(refused => _log.Warning("Worker {Worker} refused by the coordinator: {Reason}", _workerId, refused.Reason));
+        Receive<ComputeGradients>(OnCompute);
+    }
+
+    public static Props Props(IActorRef coordinator, string workerId) =>
+        Akka.Actor.Props.Create(() => new GradientWorker(coordinator, workerId)).WithDispatcher(TorchDispatcher.Id);
+
+    protected override void PreStart() => _coordinator.Tell(new RegisterWorker(Protocol.Version, _workerId));
+
+    protected override void PostStop() => _engine?.Dispose();
+
+    private void OnAccepted(WorkerAccepted accepted)
+    {
+        var config = new ModelConfig(accepted.Model.Cell, accepted.Model.Hidden, accepted.Model.Classes, accepted.Model.Inputs);
+        if (config.Hash() != accepted.Model.Hash)
+        {
+            _log.Error("Worker {Worker} cannot build model {ModelHash}: this build computes {LocalHash} for it", _workerId, accepted.Model.Hash, config.Hash());
+            return;
+        }
+        _engine?.Dispose();
+        _engine = new GradientEngine(config, accepted.ClassWeights);
+        _runId = accepted.RunId;
+        _log.Info("Worker {Worker} joined run {RunId}: {Cell} hidden {Hidden}", _workerId, accepted.RunId, config.Cell, config.Hidden);
+    }
+
+    private void OnCompute(ComputeGradients work)
+    {
+        if (_engine is null || work.RunId != _runId)
+        {
+            Sender.Tell(new GradientsFailed(work.RunId, work.Step, work.MicroBatch, $"worker {_workerId} has not joined run {work.RunId}"));
+            return;
+        }
+        if (work.Parameters is not null)
+            _engine.LoadParameters(work.ParametersVersion, work.Parameters);
+        else if (_engine.LoadedVersion != work.ParametersVersion)
+        {
+            Sender.Tell(new ParametersMissing(work.RunId, work.Step, work.MicroBatch, work.ParametersVersion));
+            return;
+        }
+        try
+        {
+            var result = _engine.Compute(work.Names, work.Labels);
+            if (!double.IsFinite(result.LossSum) || !result.Gradients.All(float.IsFinite))
+            {
+                Sender.Tell(new GradientsFailed(work.RunId, work.Step, work.MicroBatch, "non-finite loss or gradient"));
+                return;
+            }
+            Sender.Tell(new GradientsComputed(work.RunId, work.Step, work.MicroBatch, result.LossSum, result.Count, result.Gradients));
+        }
+        catch (Exception e)
+        {
+            _log.Warning(e, "Worker {Worker} failed on step {Step} micro-batch {MicroBatch}", _workerId, work.Step, work.MicroBatch);
+            Sender.Tell(new GradientsFailed(work.RunId, work.Step, work.MicroBatch, e.Message));
+        }
+    }
+}

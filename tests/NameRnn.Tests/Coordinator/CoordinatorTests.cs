@@ -1,0 +1,142 @@
+using Akka.Actor;
+using Akka.TestKit;
+using Akka.TestKit.Xunit2;
+using NameRnn.Contracts;
+using NameRnn.Coordinator.Training;
+using NameRnn.Model.Data;
+using NameRnn.Model.Network;
+using NameRnn.Model.Training;
+using NameRnn.Worker;
+
+namespace NameRnn.Tests.Coordinator;
+
+/// <summary>The coordinator with TestKit probes standing in for workers, which reply with gradients chosen by the test.</summary>
+public class CoordinatorTests() : TestKit(TorchDispatcher.Hocon)
+{
+    private static readonly TimeSpan Wait = TimeSpan.FromSeconds(10);
+
+    /// <summary>One step of four one-name micro-batches; SGD with learning rate 1 and no momentum, clipping, weighting or schedule.</summary>
+    private static TrainingPlan Plan(int minWorkers)
+    {
+        var options = new TrainingOptions
+        {
+            Epochs = 1, BatchSize = 4, MicroBatch = 1, Cell = Cells.Rnn, Hidden = 2, Optimizer = Optimizers.Sgd,
+            LearningRate = 1, Momentum = 0, Schedule = Schedules.Constant, ClipNorm = 0, ClassWeightPower = 0, Seed = 5,
+        };
+        LabelledName[] train = [new("Abe", 0), new("Bo", 1), new("Cyd", 0), new("Dee", 1)];
+        LabelledName[] held = [new("Ed", 0), new("Fa", 1)];
+        return new TrainingPlan("run-1", options, ModelConfig.Create(Cells.Rnn, 2, 2), ["A", "B"], train, held, held, minWorkers);
+    }
+
+    private static float[] Filled(int count, float value) => Enumerable.Repeat(value, count).ToArray();
+
+    private TestProbe Register(IActorRef coordinator, string id)
+    {
+        var probe = CreateTestProbe(id);
+        coordinator.Tell(new RegisterWorker(Protocol.Version, id), probe.Ref);
+        probe.ExpectMsg<WorkerAccepted>(Wait);
+        return probe;
+    }
+
+    private static void Reply(TestProbe probe, IActorRef coordinator, ComputeGradients work, float value, int? microBatch = null, long? step = null) =>
+        coordinator.Tell(new GradientsComputed(work.RunId, step ?? work.Step, microBatch ?? work.MicroBatch, 0.5, work.Names.Length,
+            Filled(Plan(1).Model.ParameterCount, value)), probe.Ref);
+
+    [Fact]
+    public void Micro_batch_sums_are_added_in_micro_batch_order_and_late_or_duplicate_replies_are_dropped()
+    {
+        var plan = Plan(minWorkers: 2);
+        var coordinator = Sys.ActorOf(TrainingCoordinator.Props(plan));
+        var a = Register(coordinator, "a");
+        var b = Register(coordinator, "b");
+        coordinator.Tell(StartTraining.Instance, TestActor);
+
+        var w0 = a.ExpectMsg<ComputeGradients>(Wait);
+        var w1 = b.ExpectMsg<ComputeGradients>(Wait);
+        Assert.Equal((0, 1), (w0.MicroBatch, w1.MicroBatch));
+        Assert.NotNull(w0.Parameters);
+
+        // Float32 addition is not associative: 1e8 + 1 == 1e8. In micro-batch order the sum is
+        // ((1e8 + 1) - 1e8) + 1 = 1; any other order gives 0 or 2.
+        Reply(b, coordinator, w1, 1f);
+        Reply(b, coordinator, w1, 1000f);                  // duplicate of micro-batch 1: dropped
+        Reply(b, coordinator, w1, 1000f, step: w1.Step + 7); // not the current step: dropped
+        var w2 = b.ExpectMsg<ComputeGradients>(Wait);      // b is idle first, so it gets the next one
+        Assert.Null(w2.Parameters);                        // b already has this version
+        Reply(a, coordinator, w0, 1e8f);
+        var w3 = a.ExpectMsg<ComputeGradients>(Wait);
+        Assert.Equal((2, 3), (w2.MicroBatch, w3.MicroBatch));
+        Reply(a, coordinator, w3, 1f);
+        Reply(b, coordinator, w2, -1e8f);
+
+        var done = ExpectMsg<TrainingCompleted>(Wait);
+        var initial = plan.InitialParameters();
+        var expected = initial.Select(p => p - ((((1e8f + 1f) + -1e8f) + 1f) * (1f / 4))).ToArray();
+        Assert.Equal(expected, done.FinalParameters);
+        Assert.Equal(2, done.MicroBatchesPerWorker["a"]);
+        Assert.Equal(2, done.MicroBatchesPerWorker["b"]);
+    }
+
+    [Fact]
+    public void A_dead_workers_micro_batch_goes_to_another_worker_and_counts_once()
+    {
+        var plan = Plan(minWorkers: 2);
+        var coordinator = Sys.ActorOf(TrainingCoordinator.Props(plan));
+        var a = Register(coordinator, "a");
+        var b = Register(coordinator, "b");
+        coordinator.Tell(StartTraining.Instance, TestActor);
+        var w0 = a.ExpectMsg<ComputeGradients>(Wait);
+        var w1 = b.ExpectMsg<ComputeGradients>(Wait);
+
+        Watch(b.Ref);
+        Sys.Stop(b.Ref);
+        ExpectTerminated(b.Ref, Wait);
+        float Value(int microBatch) => microBatch + 1;
+        Reply(a, coordinator, w0, Value(w0.MicroBatch));
+        var served = new List<int> { w0.MicroBatch };
+        while (served.Count < 4)
+        {
+            var work = a.ExpectMsg<ComputeGradients>(Wait);
+            served.Add(work.MicroBatch);
+            Reply(a, coordinator, work, Value(work.MicroBatch));
+        }
+
+        var done = ExpectMsg<TrainingCompleted>(Wait);
+        Assert.Equal([0, 1, 2, 3], served.Order());
+        Assert.Contains(w1.MicroBatch, served);
+        var expected = plan.InitialParameters().Select(p => p - (((Value(0) + Value(1)) + Value(2)) + Value(3)) * (1f / 4)).ToArray();
+        Assert.Equal(expected, done.FinalParameters);
+        Assert.Equal(4, done.MicroBatchesPerWorker["a"]);
+        a.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
+    }
+
+    [Fact]
+    public void A_worker_with_another_protocol_version_is_refused()
+    {
+        var coordinator = Sys.ActorOf(TrainingCoordinator.Props(Plan(minWorkers: 1)));
+        var probe = CreateTestProbe();
+        coordinator.Tell(new RegisterWorker(Protocol.Version + 1, "old"), probe.Ref);
+        var refused = probe.ExpectMsg<WorkerRefused>(Wait);
+        Assert.Contains("protocol version", refused.Reason);
+    }
+
+    [Fact]
+    public void A_micro_batch_that_keeps_failing_stops_the_run_naming_its_names()
+    {
+        var plan = Plan(minWorkers: 1);
+        var coordinator = Sys.ActorOf(TrainingCoordinator.Props(plan));
+        var a = Register(coordinator, "a");
+        coordinator.Tell(StartTraining.Instance, TestActor);
+        var names = new List<string>();
+        for (var attempt = 0; attempt < plan.MaxAttemptsPerMicroBatch; attempt++)
+        {
+            var work = a.ExpectMsg<ComputeGradients>(Wait);
+            names.AddRange(work.Names);
+            Assert.Equal(0, work.MicroBatch);
+            coordinator.Tell(new GradientsFailed(work.RunId, work.Step, work.MicroBatch, "boom"), a.Ref);
+        }
+        var failed = ExpectMsg<TrainingFailed>(Wait);
+        Assert.Contains("boom", failed.Reason);
+        Assert.All(names, name => Assert.Contains(name, failed.Reason));
+    }
+}
