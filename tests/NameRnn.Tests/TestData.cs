@@ -42,7 +42,7 @@ public static class TestData
 /// <summary>The result of one in-process run of the command-line program.</summary>
 public sealed record CliResult(int ExitCode, string Out, string Error);
 
-public static class Cli
+public static class CliRunner
 {
     public static async Task<CliResult> RunAsync(params string[] args)
     {

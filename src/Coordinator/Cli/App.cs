@@ -138,5 +138,5 @@ public static class App
     private static string Help(Command command) =>
         $"usage: namernn {command.Name} [options]{(command.Name == "predict" ? " NAME..." : "")}" + Environment.NewLine +
         command.Summary + Environment.NewLine + Environment.NewLine + "options:" + Environment.NewLine +
-        CommandLine.Help(command.Settings().GetType()) + Environment.NewLine;
+        CommandLine.Help(command.Settings()) + Environment.NewLine;
 }

@@ -64,11 +64,17 @@ public static class CommandLine
             .Where(p => p.Attribute is not null)
             .Select(p => (p.Property, p.Attribute!));
 
-    public static string Help(Type settingsType) => string.Join(Environment.NewLine,
-        OptionsOf(settingsType).Select(o =>
+    /// <summary>One line per option, with its default value unless the help text already says it.</summary>
+    public static string Help(object defaults) => string.Join(Environment.NewLine,
+        OptionsOf(defaults.GetType()).Select(o =>
         {
-            var left = o.Property.PropertyType == typeof(bool) ? o.Attribute.Name : $"{o.Attribute.Name} {o.Attribute.Value}";
-            return $"  {left,-28} {o.Attribute.Help}";
+            var isFlag = o.Property.PropertyType == typeof(bool);
+            var left = isFlag ? o.Attribute.Name : $"{o.Attribute.Name} {o.Attribute.Value}";
+            var value = o.Property.GetValue(defaults);
+            var shown = isFlag || value is null || o.Attribute.Help.Contains("default", StringComparison.Ordinal)
+                ? ""
+                : $" (default: {System.Convert.ToString(value, CultureInfo.InvariantCulture)})";
+            return $"  {left,-28} {o.Attribute.Help}{shown}";
         }));
 
     private static object? Convert(string name, string value, Type type)

@@ -26,7 +26,7 @@ public static class EvaluateCommand
             _ => Split.Test,
         };
         var pairs = data.SplitOf(split);
-        torch.set_num_threads(Environment.ProcessorCount);
+        torch.set_num_threads(1);
         using var evaluator = new Evaluator(model.Config, model.Labels);
         var (loss, report) = evaluator.Evaluate(model.Parameters, pairs);
         if (settings.Json)

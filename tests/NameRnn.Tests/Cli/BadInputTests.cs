@@ -1,0 +1,107 @@
+using System.IO.Compression;
+using System.Text;
+
+namespace NameRnn.Tests.Cli;
+
+/// <summary>Each bad input ends with one clear line on stderr and a non-zero exit code, never a stack trace.</summary>
+public class BadInputTests
+{
+    private static void AssertOneLineError(CliResult result, int exitCode, params string[] fragments)
+    {
+        Assert.Equal(exitCode, result.ExitCode);
+        var lines = result.Error.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var last = lines[^1];
+        Assert.StartsWith("error: ", last);
+        foreach (var fragment in fragments) Assert.Contains(fragment, last);
+        Assert.DoesNotContain("   at ", result.Error);
+    }
+
+    private static Task<CliResult> Train(string data, params string[] extra) =>
+        CliRunner.RunAsync(["train", "--data", data, "--out", Path.Combine(TestData.TempFolder(), "out"), .. extra]);
+
+    [Fact]
+    public async Task A_missing_data_path_is_named()
+    {
+        var missing = Path.Combine(TestData.TempFolder(), "nowhere");
+        AssertOneLineError(await Train(missing), 1, missing, "does not exist");
+    }
+
+    [Fact]
+    public async Task An_empty_folder_is_named()
+    {
+        var empty = TestData.TempFolder();
+        AssertOneLineError(await Train(empty), 1, empty, "no <Language>.txt");
+    }
+
+    [Fact]
+    public async Task Invalid_utf8_names_the_file_and_the_line()
+    {
+        var folder = TestData.TempFolder();
+        File.WriteAllText(Path.Combine(folder, "Czech.txt"), "Novak\n");
+        File.WriteAllBytes(Path.Combine(folder, "Polish.txt"), [.. Encoding.UTF8.GetBytes("Nowak\nKowalski\nWi"), 0xC5, (byte)'\n']);
+        AssertOneLineError(await Train(folder), 1, "Polish.txt line 3", "invalid UTF-8");
+    }
+
+    [Fact]
+    public async Task A_zip_without_names_files_is_refused()
+    {
+        var zip = Path.Combine(TestData.TempFolder(), "other.zip");
+        using (var archive = ZipFile.Open(zip, ZipArchiveMode.Create))
+        {
+            using var writer = new StreamWriter(archive.CreateEntry("data/readme.txt").Open());
+            writer.Write("not names");
+        }
+        AssertOneLineError(await Train(zip), 1, zip, "names/<Language>.txt");
+    }
+
+    [Fact]
+    public async Task A_file_that_is_not_a_zip_is_refused()
+    {
+        var file = Path.Combine(TestData.TempFolder(), "data.zip");
+        File.WriteAllBytes(file, Encoding.ASCII.GetBytes("this is not a zip archive at all"));
+        AssertOneLineError(await Train(file), 1, file, "zip");
+    }
+
+    [Theory]
+    [InlineData("--epochs", "0", "--epochs")]
+    [InlineData("--workers", "0", "--workers")]
+    [InlineData("--batch-size", "-4", "--batch-size")]
+    [InlineData("--hidden", "abc", "--hidden")]
+    [InlineData("--lr", "-0.1", "--lr")]
+    [InlineData("--cell", "transformer", "--cell")]
+    [InlineData("--optimizer", "lbfgs", "--optimizer")]
+    [InlineData("--class-weight-power", "9", "--class-weight-power")]
+    [InlineData("--no-such-option", "1", "--no-such-option")]
+    public async Task Out_of_range_or_unknown_options_are_usage_errors(string option, string value, string named) =>
+        AssertOneLineError(await Train(TestData.NamesFolder, option, value), 2, named);
+
+    [Fact]
+    public async Task Train_without_out_is_a_usage_error() =>
+        AssertOneLineError(await CliRunner.RunAsync("train", "--data", TestData.NamesFolder), 2, "--out");
+
+    [Fact]
+    public async Task An_unknown_command_is_a_usage_error() =>
+        AssertOneLineError(await CliRunner.RunAsync("fly"), 2, "fly");
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("   ")]
+    [InlineData("张伟")]
+    [InlineData("123")]
+    public async Task Predict_refuses_a_name_without_letters(string name)
+    {
+        var model = TestData.TempFolder();
+        AssertOneLineError(await CliRunner.RunAsync("predict", "--model", model, "Smith", name), 2, "no letters");
+    }
+
+    [Fact]
+    public async Task Predict_without_a_model_says_where_it_looked()
+    {
+        var model = Path.Combine(TestData.TempFolder(), "none");
+        AssertOneLineError(await CliRunner.RunAsync("predict", "--model", model, "Smith"), 1, model);
+    }
+
+    [Fact]
+    public async Task Predict_without_names_is_a_usage_error() =>
+        AssertOneLineError(await CliRunner.RunAsync("predict", "--model", TestData.TempFolder()), 2, "NAME");
+}
