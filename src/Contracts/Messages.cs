@@ -12,8 +12,12 @@ public static class Protocol
 /// <summary>What a worker needs to build the model it computes gradients for.</summary>
 public sealed record ModelSpec(string Cell, int Hidden, int Classes, int Inputs, string Hash) : INameRnnMessage;
 
-/// <summary>A worker asks to take part; sent once when it starts (and again if it is not answered).</summary>
-public sealed record RegisterWorker(int ProtocolVersion, string WorkerId) : INameRnnMessage;
+/// <summary>
+/// A worker asks to take part; sent when it finds the coordinator (and again until answered).
+/// <see cref="ModelFormat"/> identifies the model definition the worker's build implements (alphabet,
+/// cells, parameter layout); <see cref="Secret"/> is the cluster secret it was given, if any.
+/// </summary>
+public sealed record RegisterWorker(int ProtocolVersion, string WorkerId, string ModelFormat, string Secret) : INameRnnMessage;
 
 /// <summary>The coordinator took the worker in for a run; the worker builds the model from <see cref="Model"/>.</summary>
 public sealed record WorkerAccepted(string RunId, ModelSpec Model, float[]? ClassWeights) : INameRnnMessage;

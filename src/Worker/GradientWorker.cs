@@ -11,32 +11,67 @@ namespace NameRnn.Worker;
 /// <see cref="ComputeGradients"/> with <see cref="GradientsComputed"/> or <see cref="GradientsFailed"/>.
 /// The TorchSharp work is synchronous inside the handler, on the dispatcher of its own.
 /// </summary>
-public sealed class GradientWorker : ReceiveActor
+public sealed class GradientWorker : ReceiveActor, IWithTimers
 {
+    private static readonly TimeSpan RegistrationRetry = TimeSpan.FromSeconds(3);
+    private const string RegisterTimer = "register";
+
     private readonly ILoggingAdapter _log = Context.GetLogger();
-    private readonly IActorRef _coordinator;
     private readonly string _workerId;
+    private readonly string _secret;
+    private IActorRef? _coordinator;
     private GradientEngine? _engine;
     private string? _runId;
 
-    public GradientWorker(IActorRef coordinator, string workerId)
+    public GradientWorker(IActorRef? coordinator, string workerId, string secret)
     {
         _coordinator = coordinator;
         _workerId = workerId;
+        _secret = secret;
+        Receive<CoordinatorFound>(found =>
+        {
+            _coordinator = found.Coordinator;
+            Register();
+        });
+        Receive<RetryRegistration>(_ => Register());
         Receive<WorkerAccepted>(OnAccepted);
-        Receive<WorkerRefused>(refused => _log.Warning("Worker {Worker} refused by the coordinator: {Reason}", _workerId, refused.Reason));
+        Receive<WorkerRefused>(refused =>
+        {
+            Timers.Cancel(RegisterTimer);
+            _log.Error("Worker {Worker} refused by the coordinator: {Reason}", _workerId, refused.Reason);
+        });
         Receive<ComputeGradients>(OnCompute);
     }
 
-    public static Props Props(IActorRef coordinator, string workerId) =>
-        Akka.Actor.Props.Create(() => new GradientWorker(coordinator, workerId)).WithDispatcher(TorchDispatcher.Id);
+    public ITimerScheduler Timers { get; set; } = null!;
 
-    protected override void PreStart() => _coordinator.Tell(new RegisterWorker(Protocol.Version, _workerId));
+    /// <summary>A worker that registers with <paramref name="coordinator"/> at once, or, when null, once told where it is.</summary>
+    public static Props Props(IActorRef? coordinator, string workerId, string secret = "") =>
+        Akka.Actor.Props.Create(() => new GradientWorker(coordinator, workerId, secret)).WithDispatcher(TorchDispatcher.Id);
+
+    protected override void PreStart()
+    {
+        if (_coordinator is not null) Register();
+    }
+
+    /// <summary>Registers, and again every few seconds until the coordinator answers.</summary>
+    private void Register()
+    {
+        _coordinator?.Tell(new RegisterWorker(Protocol.Version, _workerId, ModelConfig.Format, _secret));
+        Timers.StartSingleTimer(RegisterTimer, RetryRegistration.Instance, RegistrationRetry);
+    }
+
+    private sealed class RetryRegistration
+    {
+        public static readonly RetryRegistration Instance = new();
+    }
 
     protected override void PostStop() => _engine?.Dispose();
 
     private void OnAccepted(WorkerAccepted accepted)
     {
+        Timers.Cancel(RegisterTimer);
+        if (accepted.RunId == _runId && _engine is not null) return;
         var config = new ModelConfig(accepted.Model.Cell, accepted.Model.Hidden, accepted.Model.Classes, accepted.Model.Inputs);
         if (config.Hash() != accepted.Model.Hash)
         {

@@ -1,9 +1,7 @@
+using NameRnn.Worker.Hosting;
 using NameRnn.Model.Data;
 using NameRnn.Model.Training;
-using Microsoft.Extensions.Configuration;
 using Serilog;
-using Serilog.Events;
-using Serilog.Formatting.Display;
 
 namespace NameRnn.Coordinator.Cli;
 
@@ -49,7 +47,7 @@ public static class App
                 return args.Length == 0 || args[0] is "--help" or "-h" or "help" ? 0 : Error(stderr, $"unknown command '{string.Join(" ", args.Take(1))}'; commands: {string.Join(", ", Commands.Select(c => c.Name))}", 2);
             }
             var settings = command.Settings();
-            BindConfiguration(settings, command.Name);
+            CommandLine.Configure(settings, string.Concat(command.Name.Split(' ').Select(w => char.ToUpperInvariant(w[0]) + w[1..])));
             var positionals = CommandLine.Apply(settings, rest);
             if (settings.Help)
             {
@@ -59,7 +57,7 @@ public static class App
             if (positionals.Count > 0 && command.Name != "predict")
                 throw new UsageException($"unexpected argument '{positionals[0]}' for {command.Name}");
             settings.Validate();
-            using var logger = CreateLogger(stderr, settings.Verbose);
+            using var logger = NodeLogging.Create(stderr, settings.Verbose);
             var previous = Log.Logger;
             Log.Logger = logger;
             try
@@ -102,32 +100,6 @@ public static class App
         }
         return (null, []);
     }
-
-    /// <summary>appsettings.json (beside the program, then in the working folder) and NAMERNN_ environment variables, e.g. NAMERNN_TRAIN__EPOCHS=5.</summary>
-    private static void BindConfiguration(CommandSettings settings, string commandName)
-    {
-        var configuration = new ConfigurationBuilder()
-            .AddJsonFile(Path.Combine(AppContext.BaseDirectory, "appsettings.json"), optional: true)
-            .AddJsonFile(Path.Combine(Directory.GetCurrentDirectory(), "appsettings.json"), optional: true)
-            .AddEnvironmentVariables("NAMERNN_")
-            .Build();
-        var section = configuration.GetSection(string.Concat(commandName.Split(' ').Select(w => char.ToUpperInvariant(w[0]) + w[1..])));
-        try
-        {
-            section.Bind(settings, o => o.ErrorOnUnknownConfiguration = true);
-        }
-        catch (InvalidOperationException e)
-        {
-            throw new UsageException($"configuration section '{section.Path}' (appsettings.json or NAMERNN_ environment variables): {e.Message}");
-        }
-    }
-
-    private static Serilog.Core.Logger CreateLogger(TextWriter stderr, bool verbose) => new LoggerConfiguration()
-        .MinimumLevel.Is(verbose ? LogEventLevel.Debug : LogEventLevel.Information)
-        .MinimumLevel.Override("Akka", verbose ? LogEventLevel.Debug : LogEventLevel.Warning)
-        .MinimumLevel.Override("Microsoft", LogEventLevel.Warning)
-        .WriteTo.Sink(new TextWriterSink(stderr, new MessageTemplateTextFormatter("[{Timestamp:HH:mm:ss} {Level:u3}] {Message:lj}{NewLine}{Exception}")))
-        .CreateLogger();
 
     private static string Usage() =>
         "NameRnn: a character-level RNN that tells the language of a surname, trained with actor-based data parallelism." + Environment.NewLine +

@@ -1,3 +1,4 @@
+using NameRnn.Worker.Hosting;
 using NameRnn.Model.Data;
 using Serilog;
 

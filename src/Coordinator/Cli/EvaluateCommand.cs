@@ -1,3 +1,4 @@
+using NameRnn.Worker.Hosting;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;

@@ -1,3 +1,4 @@
+using NameRnn.Worker.Hosting;
 using System.Globalization;
 using System.Text.Json;
 using NameRnn.Model.Data;

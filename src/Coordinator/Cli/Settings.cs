@@ -1,3 +1,4 @@
+using NameRnn.Worker.Hosting;
 using NameRnn.Model.Network;
 using NameRnn.Model.Training;
 
@@ -62,7 +63,7 @@ public sealed class TrainSettings : DataSettings
     [Option("--momentum", "SGD momentum", Value = "X")]
     public double Momentum { get; set; } = Defaults.Momentum;
 
-    [Option("--weight-decay", "L2 penalty added to the gradient", Value = "X")]
+    [Option("--weight-decay", "weight decay: decoupled (AdamW) with adam, an L2 term in the gradient with sgd", Value = "X")]
     public double WeightDecay { get; set; } = Defaults.WeightDecay;
 
     [Option("--schedule", "cosine (decay to 0 over the run) or constant", Value = "NAME")]
@@ -76,6 +77,33 @@ public sealed class TrainSettings : DataSettings
 
     [Option("--seed", "seed of the initial weights and the epoch order", Value = "N")]
     public long Seed { get; set; } = Defaults.Seed;
+
+    [Option("--average-decay", "evaluate and keep a moving average of the parameters with this decay; 0 = the raw parameters", Value = "X")]
+    public double AverageDecay { get; set; } = Defaults.AverageDecay;
+
+    [Option("--cluster", "train across an Akka.NET cluster: this node is the coordinator, workers join it", Value = "")]
+    public bool Cluster { get; set; }
+
+    [Option("--hostname", "cluster mode: the address this node listens on and workers reach it at", Value = "HOST")]
+    public string Hostname { get; set; } = "127.0.0.1";
+
+    [Option("--port", "cluster mode: the TCP port this node listens on; 0 = any free port", Value = "P")]
+    public int Port { get; set; } = 4053;
+
+    [Option("--min-workers", "cluster mode: registered workers to wait for before training starts", Value = "N")]
+    public int MinWorkers { get; set; } = 1;
+
+    [Option("--seed-node", "cluster mode: seed node addresses, comma-separated (default: this node is its own seed)", Value = "ADDRESS")]
+    public string? SeedNode { get; set; }
+
+    [Option("--max-frame-size", "cluster mode: largest remote message in bytes; the same on every node", Value = "BYTES")]
+    public int MaxFrameSize { get; set; } = NameRnnHosting.DefaultMaxFrameSize;
+
+    [Option("--cluster-secret", "cluster mode: a secret every worker must present when it registers (default: none)", Value = "TEXT")]
+    public string ClusterSecret { get; set; } = "";
+
+    [Option("--address-file", "cluster mode: write this node's cluster address to the file once it listens", Value = "PATH")]
+    public string? AddressFile { get; set; }
 
     [Option("--max-names", "keep only this many training names (a deterministic subset); 0 = all", Value = "N")]
     public int MaxNames { get; set; }
@@ -97,7 +125,17 @@ public sealed class TrainSettings : DataSettings
         CommandLine.Range("--clip-norm", ClipNorm, 0, 1e6);
         CommandLine.Range("--class-weight-power", ClassWeightPower, 0, 4);
         CommandLine.Range("--max-names", MaxNames, 0, int.MaxValue);
+        CommandLine.Range("--average-decay", AverageDecay, 0, 0.999999);
+        CommandLine.Range("--port", Port, 0, 65535);
+        CommandLine.Range("--min-workers", MinWorkers, 1, 4096);
+        CommandLine.Range("--max-frame-size", MaxFrameSize, 128_000, 1 << 30);
+        var needed = NameRnnHosting.RequiredFrameSize(ModelConfig.Create(Cell, Hidden, 18).ParameterCount, Math.Max(MicroBatch, 1));
+        if (Cluster && needed > MaxFrameSize)
+            throw new UsageException($"option --max-frame-size: {MaxFrameSize} bytes is too small for a {Cell} model of hidden size {Hidden}: its messages need {needed}; set --max-frame-size (on the coordinator and every worker) to at least {needed}");
     }
+
+    public IReadOnlyList<string> SeedNodes =>
+        (SeedNode ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 
     public TrainingOptions ToTrainingOptions() => new()
     {
@@ -114,6 +152,7 @@ public sealed class TrainSettings : DataSettings
         ClipNorm = ClipNorm,
         ClassWeightPower = ClassWeightPower,
         Seed = Seed,
+        AverageDecay = AverageDecay,
     };
 }
 

@@ -1,3 +1,4 @@
+using NameRnn.Worker.Hosting;
 using System.Diagnostics;
 using System.Text.Json;
 using NameRnn.Coordinator.Training;
@@ -28,8 +29,12 @@ public static class TrainCommand
         torch.set_num_threads(1);
         var model = ModelConfig.Create(options.Cell, options.Hidden, data.Labels.Count);
         var runId = $"{DateTime.UtcNow:yyyyMMdd-HHmmss}-{Guid.NewGuid().ToString("N")[..6]}";
-        var plan = new TrainingPlan(runId, options, model, data.Labels, train, validation, test, settings.Workers);
-        var outcome = await LocalTraining.RunAsync(plan, settings.Workers, log, cancellation);
+        var plan = new TrainingPlan(runId, options, model, data.Labels, train, validation, test,
+            settings.Cluster ? settings.MinWorkers : settings.Workers, ClusterSecret: settings.ClusterSecret);
+        var cluster = settings.Cluster
+            ? new ClusterMode(settings.Hostname, settings.Port, settings.SeedNodes, settings.MaxFrameSize, settings.AddressFile)
+            : null;
+        var outcome = await TrainingHost.RunAsync(plan, settings.Cluster ? 0 : settings.Workers, cluster, log, cancellation);
         if (outcome is TrainingFailed failed)
             throw new TrainingException(failed.Reason);
         var result = (TrainingCompleted)outcome;
@@ -41,7 +46,7 @@ public static class TrainCommand
         AtomicFile.Write(Path.Combine(outDir, "summary.json"), JsonSerializer.SerializeToUtf8Bytes(summary, Json.Indented));
 
         stdout.WriteLine($"test accuracy {result.Test.Accuracy:F4}, macro-F1 {result.Test.MacroF1:F4} (best epoch {result.BestEpoch} of {options.Epochs}, validation accuracy {result.BestValidation.Accuracy:F4})");
-        stdout.WriteLine($"{result.TrainNamesPerSecond:F0} names/s with {settings.Workers} workers; {wall.Elapsed.TotalSeconds:F1} s in all; model and summary.json in {outDir}");
+        stdout.WriteLine($"{result.TrainNamesPerSecond:F0} names/s with {result.WorkersSeen} workers; {wall.Elapsed.TotalSeconds:F1} s in all; model and summary.json in {outDir}");
         return 0;
     }
 
@@ -75,7 +80,9 @@ public static class TrainCommand
         ["best_validation_macro_f1"] = result.BestValidation.MacroF1,
         ["best_epoch"] = result.BestEpoch,
         ["epochs"] = options.Epochs,
-        ["workers"] = settings.Workers,
+        ["workers"] = settings.Cluster ? settings.MinWorkers : settings.Workers,
+        ["mode"] = settings.Cluster ? "cluster" : "local",
+        ["workers_seen"] = result.WorkersSeen,
         ["train_names_per_second"] = result.TrainNamesPerSecond,
         ["train_seconds"] = result.TrainSeconds,
         ["wall_seconds"] = wallSeconds,

@@ -82,18 +82,25 @@ public sealed class TrainingCoordinator : ReceiveActor
 
     private void OnRegister(RegisterWorker register)
     {
-        if (register.ProtocolVersion != Protocol.Version)
+        var refusal = register.ProtocolVersion != Protocol.Version
+            ? $"protocol version {register.ProtocolVersion}, the coordinator speaks {Protocol.Version}"
+            : register.ModelFormat != ModelConfig.Format
+                ? $"model format {register.ModelFormat}, the coordinator's is {ModelConfig.Format} (another build of NameRnn?)"
+                : !SecretMatches(register.Secret)
+                    ? "wrong or missing cluster secret"
+                    : null;
+        if (refusal is not null)
         {
-            var reason = $"protocol version {register.ProtocolVersion}, the coordinator speaks {Protocol.Version}";
-            _log.Warning("Refused worker {Worker} at {Address}: {Reason}", register.WorkerId, Sender.Path, reason);
-            Sender.Tell(new WorkerRefused(reason));
+            _log.Warning("Refused worker {Worker} at {Address}: {Reason}", register.WorkerId, Sender.Path, refusal);
+            Sender.Tell(new WorkerRefused(refusal));
             return;
         }
         if (!_workers.ContainsKey(Sender))
         {
             _workers[Sender] = new WorkerState(register.WorkerId);
             _workerOrder.Add(Sender);
-            _completedByWorker.TryAdd(register.WorkerId, 0);
+            if (_completedByWorker.TryAdd(register.WorkerId, 0) && Started)
+                _log.Info("Worker {Worker} joined mid-run at step {Step}", register.WorkerId, _run!.Step);
             Context.Watch(Sender);
             _log.Info("Worker {Worker} registered ({Workers} live)", register.WorkerId, _workers.Count);
         }
@@ -101,6 +108,10 @@ public sealed class TrainingCoordinator : ReceiveActor
         if (Started) Dispatch();
         else TryBegin();
     }
+
+    private bool SecretMatches(string secret) =>
+        System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(
+            System.Text.Encoding.UTF8.GetBytes(secret), System.Text.Encoding.UTF8.GetBytes(_plan.ClusterSecret));
 
     private void TryBegin()
     {
@@ -257,14 +268,15 @@ public sealed class TrainingCoordinator : ReceiveActor
     {
         _trainClock.Stop();
         var seconds = _epochClock.Elapsed.TotalSeconds;
-        var (loss, report) = _evaluator!.Evaluate(_run!.Parameters, _plan.Validation);
+        var evaluated = _run!.ModelParameters;
+        var (loss, report) = _evaluator!.Evaluate(evaluated, _plan.Validation);
         var summary = new EpochSummary(outcome.Epoch + 1, _epochLossSum / _epochNames, loss, report.Accuracy, report.MacroF1,
             outcome.LearningRate, _epochNames / seconds, seconds, _workers.Count);
         _epochs.Add(summary);
         if (_bestValidation is null || report.Accuracy > _bestValidation.Accuracy)
         {
             _bestValidation = report;
-            _bestParameters = _run.Parameters;
+            _bestParameters = evaluated;
             _bestEpoch = summary.Epoch;
         }
         _log.Info("Epoch {Epoch}/{Epochs}: train loss {TrainLoss:F4}, validation loss {ValidationLoss:F4}, accuracy {Accuracy:F4}, macro-F1 {MacroF1:F4}, {NamesPerSecond:F0} names/s, {Workers} workers",
@@ -281,7 +293,7 @@ public sealed class TrainingCoordinator : ReceiveActor
         _trainClock.Stop();
         var (_, test) = _evaluator!.Evaluate(_bestParameters!, _plan.Test);
         var seconds = _trainClock.Elapsed.TotalSeconds;
-        _requester!.Tell(new TrainingCompleted(_plan.RunId, _run!.Parameters, _bestParameters!, _bestEpoch, _epochs, _bestValidation!, test,
+        _requester!.Tell(new TrainingCompleted(_plan.RunId, _run!.ModelParameters, _bestParameters!, _bestEpoch, _epochs, _bestValidation!, test,
             seconds, _trainedNames / seconds, new Dictionary<string, int>(_completedByWorker)));
         _requester = null;
     }

@@ -14,7 +14,8 @@ public sealed record TrainingPlan(
     IReadOnlyList<LabelledName> Validation,
     IReadOnlyList<LabelledName> Test,
     int MinWorkers,
-    int MaxAttemptsPerMicroBatch = 3)
+    int MaxAttemptsPerMicroBatch = 3,
+    string ClusterSecret = "")
 {
     public float[] InitialParameters() => ParameterInit.Create(Model, Options.Seed);
     public float[]? ClassWeights() => TrainingRun.ClassWeights(Train, Model.Classes, Options.ClassWeightPower);
@@ -42,6 +43,9 @@ public sealed record TrainingCompleted(
     ClassificationReport Test,
     double TrainSeconds,
     double TrainNamesPerSecond,
-    IReadOnlyDictionary<string, int> MicroBatchesPerWorker);
+    IReadOnlyDictionary<string, int> MicroBatchesPerWorker)
+{
+    public int WorkersSeen => MicroBatchesPerWorker.Count;
+}
 
 public sealed record TrainingFailed(string RunId, string Reason);

@@ -53,7 +53,7 @@ public sealed class GradientEngine : IDisposable
         _module.zero_grad();
         loss.backward();
         var gradients = ParameterIo.FlattenGradients(_module);
-        return new MicroBatchGradients(loss.ToDouble(), names.Count, gradients);
+        return new MicroBatchGradients(loss.data<float>()[0], names.Count, gradients);
     }
 
     public void Dispose()

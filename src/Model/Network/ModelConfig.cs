@@ -38,10 +38,17 @@ public sealed record ModelConfig(string Cell, int Hidden, int Classes, int Input
 
     public int ParameterCount => ParameterShapes().Sum(p => (int)p.Shape.Aggregate(1L, (a, b) => a * b));
 
+    /// <summary>
+    /// Identifies the model definition this build implements (alphabet, cells and parameter layout);
+    /// a worker whose build differs would compute other gradients and is refused.
+    /// </summary>
+    public static string Format { get; } = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(
+        $"namernn-model-v1|{Alphabet.Letters}|{string.Join(",", Cells.All)}|U,W,b,V,c|W_ih,W_hh,b_ih,b_hh,V,c")))[..16];
+
     /// <summary>A short hash of the configuration, so that peers can tell whether they build the same model.</summary>
     public string Hash()
     {
-        var text = $"{Cell}|{Hidden}|{Classes}|{Inputs}|{Alphabet.Letters}";
+        var text = $"{Format}|{Cell}|{Hidden}|{Classes}|{Inputs}";
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..16];
     }
 }

@@ -12,8 +12,20 @@ namespace NameRnn.Model.Network;
 /// </summary>
 public sealed class NameClassifier : nn.Module<PackedNames, Tensor>
 {
+    /// <summary>
+    /// The alpha of every tensor addition. TorchSharp's <c>a + b</c> makes a temporary Scalar for it,
+    /// which the garbage collector may finalize on another thread while the native call still reads
+    /// it (seen here as a crash in c10::Scalar::toDouble with several workers in one process); this
+    /// one lives as long as the process.
+    /// </summary>
+    private static readonly Scalar One = 1.ToScalar();
+    private static readonly Scalar MinusOne = (-1).ToScalar();
+
     private readonly ModelConfig _config;
     private readonly Parameter[] _weights;
+
+    private static Tensor Add(Tensor a, Tensor b) => a.add(b, One);
+    private static Tensor Sub(Tensor a, Tensor b) => a.add(b, MinusOne);
 
     public NameClassifier(ModelConfig config, ScalarType dtype = ScalarType.Float32) : base(nameof(NameClassifier))
     {
@@ -49,7 +61,7 @@ public sealed class NameClassifier : nn.Module<PackedNames, Tensor>
     private Tensor Elman(PackedNames batch, Tensor tokens)
     {
         var (u, w, b) = (_weights[0], _weights[1], _weights[2]);
-        var inputs = u.t().index_select(0, tokens) + b;
+        var inputs = Add(u.t().index_select(0, tokens), b);
         return Unroll(batch, inputs, (x, state, n) =>
         {
             var h = state is null ? torch.tanh(x) : torch.tanh(torch.addmm(x, state[0].narrow(0, 0, n), w.t(), 1, 1));
@@ -61,7 +73,7 @@ public sealed class NameClassifier : nn.Module<PackedNames, Tensor>
     private Tensor Gru(PackedNames batch, Tensor tokens)
     {
         var (wih, whh, bih, bhh) = (_weights[0], _weights[1], _weights[2], _weights[3]);
-        var inputs = wih.t().index_select(0, tokens) + bih;
+        var inputs = Add(wih.t().index_select(0, tokens), bih);
         var hidden = _config.Hidden;
         return Unroll(batch, inputs, (x, state, n) =>
         {
@@ -69,17 +81,17 @@ public sealed class NameClassifier : nn.Module<PackedNames, Tensor>
             if (state is null)
             {
                 var hs0 = bhh.chunk(3, 0);
-                var r0 = torch.sigmoid(xs[0] + hs0[0]);
-                var z0 = torch.sigmoid(xs[1] + hs0[1]);
-                var n0 = torch.tanh(xs[2] + r0 * hs0[2]);
-                return [n0 - z0 * n0];
+                var r0 = torch.sigmoid(Add(xs[0], hs0[0]));
+                var z0 = torch.sigmoid(Add(xs[1], hs0[1]));
+                var n0 = torch.tanh(Add(xs[2], r0 * hs0[2]));
+                return [Sub(n0, z0 * n0)];
             }
             var h = state[0].narrow(0, 0, n);
             var hs = torch.addmm(bhh, h, whh.t(), 1, 1).chunk(3, 1);
-            var r = torch.sigmoid(xs[0] + hs[0]);
-            var z = torch.sigmoid(xs[1] + hs[1]);
-            var cand = torch.tanh(xs[2] + r * hs[2]);
-            return [cand + z * (h - cand)];
+            var r = torch.sigmoid(Add(xs[0], hs[0]));
+            var z = torch.sigmoid(Add(xs[1], hs[1]));
+            var cand = torch.tanh(Add(xs[2], r * hs[2]));
+            return [Add(cand, z * Sub(h, cand))];
         });
     }
 
@@ -87,7 +99,7 @@ public sealed class NameClassifier : nn.Module<PackedNames, Tensor>
     private Tensor Lstm(PackedNames batch, Tensor tokens)
     {
         var (wih, whh, bih, bhh) = (_weights[0], _weights[1], _weights[2], _weights[3]);
-        var inputs = wih.t().index_select(0, tokens) + bih + bhh;
+        var inputs = Add(Add(wih.t().index_select(0, tokens), bih), bhh);
         return Unroll(batch, inputs, (x, state, n) =>
         {
             var gates = state is null ? x : torch.addmm(x, state[0].narrow(0, 0, n), whh.t(), 1, 1);
@@ -96,7 +108,7 @@ public sealed class NameClassifier : nn.Module<PackedNames, Tensor>
             var f = torch.sigmoid(g[1]);
             var cell = torch.tanh(g[2]);
             var o = torch.sigmoid(g[3]);
-            var c = state is null ? i * cell : f * state[1].narrow(0, 0, n) + i * cell;
+            var c = state is null ? i * cell : Add(f * state[1].narrow(0, 0, n), i * cell);
             return [o * torch.tanh(c), c];
         });
     }

@@ -57,7 +57,7 @@ public sealed class SgdMomentum(int parameterCount, double momentum, double weig
     public OptimizerState State => new(Optimizers.Sgd, _steps, [(float[])_buffer.Clone()]);
 }
 
-/// <summary>PyTorch's Adam (with L2 weight decay added to the gradient), bias-corrected.</summary>
+/// <summary>PyTorch's Adam, bias-corrected, with decoupled weight decay (AdamW: p -= lr·wd·p before the update).</summary>
 public sealed class AdamOptimizer(int parameterCount, double beta1, double beta2, double epsilon, double weightDecay, OptimizerState? state) : IOptimizer
 {
     private readonly float[][] _moments = Optimizers.Restore(state, Optimizers.Adam, 2, parameterCount);
@@ -75,9 +75,11 @@ public sealed class AdamOptimizer(int parameterCount, double beta1, double beta2
         var stepSize = (float)(learningRate / correction1);
         var eps = (float)epsilon;
         var c2 = (float)correction2;
+        var decay = (float)(1 - learningRate * weightDecay);
         for (var i = 0; i < parameters.Length; i++)
         {
-            var g = gradient[i] + wd * parameters[i];
+            var g = gradient[i];
+            if (wd != 0) parameters[i] *= decay;
             m[i] = b1 * m[i] + (1 - b1) * g;
             v[i] = b2 * v[i] + (1 - b2) * g * g;
             parameters[i] -= stepSize * m[i] / (MathF.Sqrt(v[i]) / c2 + eps);

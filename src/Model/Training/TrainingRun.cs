@@ -21,6 +21,7 @@ public sealed class TrainingRun
     private readonly IReadOnlyList<LabelledName> _train;
     private readonly IOptimizer _optimizer;
     private int[] _order;
+    private readonly float[]? _average;
 
     public TrainingRun(TrainingOptions options, ModelConfig config, IReadOnlyList<LabelledName> train, float[] initialParameters)
     {
@@ -31,6 +32,7 @@ public sealed class TrainingRun
         _train = train;
         Config = config;
         Parameters = (float[])initialParameters.Clone();
+        _average = options.AverageDecay > 0 ? (float[])initialParameters.Clone() : null;
         _optimizer = Optimizers.Create(options.Optimizer, config.ParameterCount, options.Momentum, options.WeightDecay);
         StepsPerEpoch = (train.Count + options.BatchSize - 1) / options.BatchSize;
         _order = SplitMix64.EpochPermutation(train.Count, options.Seed, 0);
@@ -46,6 +48,13 @@ public sealed class TrainingRun
 
     /// <summary>The current parameters; a new array after every step, never changed once handed out.</summary>
     public float[] Parameters { get; private set; }
+
+    /// <summary>
+    /// The parameters to evaluate and keep: an exponential moving average of the parameters over the
+    /// steps (Polyak averaging) when <see cref="TrainingOptions.AverageDecay"/> is set, else the
+    /// parameters themselves. A new array after every step.
+    /// </summary>
+    public float[] ModelParameters => _average is null ? Parameters : (float[])_average.Clone();
 
     /// <summary>The parameters' version: the number of steps applied.</summary>
     public long ParametersVersion => Step;
@@ -95,6 +104,11 @@ public sealed class TrainingRun
         var next = (float[])Parameters.Clone();
         _optimizer.Step(next, total, learningRate);
         Parameters = next;
+        if (_average is not null)
+        {
+            var decay = (float)Math.Min(_options.AverageDecay, (1.0 + Step) / (10.0 + Step));
+            for (var i = 0; i < next.Length; i++) _average[i] = decay * _average[i] + (1 - decay) * next[i];
+        }
         var outcome = new StepOutcome(Step, Epoch, lossSum / count, learningRate, norm, count, StepInEpoch + 1 == StepsPerEpoch);
         Step++;
         StepInEpoch++;

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using NameRnn.Coordinator.Cli;
+using NameRnn.Worker.Hosting;
 using NameRnn.Model.Data;
 using NameRnn.Model.Network;
 using NameRnn.Model.Training;

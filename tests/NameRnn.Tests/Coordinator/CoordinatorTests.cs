@@ -33,7 +33,7 @@ public class CoordinatorTests() : TestKit(TorchDispatcher.Hocon)
     private TestProbe Register(IActorRef coordinator, string id)
     {
         var probe = CreateTestProbe(id);
-        coordinator.Tell(new RegisterWorker(Protocol.Version, id), probe.Ref);
+        coordinator.Tell(new RegisterWorker(Protocol.Version, id, ModelConfig.Format, ""), probe.Ref);
         probe.ExpectMsg<WorkerAccepted>(Wait);
         return probe;
     }
@@ -110,14 +110,32 @@ public class CoordinatorTests() : TestKit(TorchDispatcher.Hocon)
         a.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
     }
 
-    [Fact]
-    public void A_worker_with_another_protocol_version_is_refused()
+    [Theory]
+    [InlineData(Protocol.Version + 1, null, "", "protocol version")]
+    [InlineData(Protocol.Version, "0123456789abcdef", "", "model format")]
+    [InlineData(Protocol.Version, null, "guess", "secret")]
+    public void A_mismatched_worker_is_refused_and_gets_no_work(int version, string? format, string secret, string reason)
     {
-        var coordinator = Sys.ActorOf(TrainingCoordinator.Props(Plan(minWorkers: 1)));
+        var plan = Plan(minWorkers: 1) with { ClusterSecret = "" };
+        var coordinator = Sys.ActorOf(TrainingCoordinator.Props(plan));
+        var stranger = CreateTestProbe();
+        coordinator.Tell(new RegisterWorker(version, "stranger", format ?? ModelConfig.Format, secret), stranger.Ref);
+        var refused = stranger.ExpectMsg<WorkerRefused>(Wait);
+        Assert.Contains(reason, refused.Reason);
+
+        coordinator.Tell(StartTraining.Instance, TestActor);
+        var good = Register(coordinator, "good");
+        good.ExpectMsg<ComputeGradients>(Wait);
+        stranger.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+    }
+
+    [Fact]
+    public void A_worker_with_the_cluster_secret_is_accepted()
+    {
+        var coordinator = Sys.ActorOf(TrainingCoordinator.Props(Plan(minWorkers: 1) with { ClusterSecret = "s3cret" }));
         var probe = CreateTestProbe();
-        coordinator.Tell(new RegisterWorker(Protocol.Version + 1, "old"), probe.Ref);
-        var refused = probe.ExpectMsg<WorkerRefused>(Wait);
-        Assert.Contains("protocol version", refused.Reason);
+        coordinator.Tell(new RegisterWorker(Protocol.Version, "w", ModelConfig.Format, "s3cret"), probe.Ref);
+        probe.ExpectMsg<WorkerAccepted>(Wait);
     }
 
     [Fact]

@@ -1,7 +1,8 @@
 using System.Globalization;
 using System.Reflection;
+using Microsoft.Extensions.Configuration;
 
-namespace NameRnn.Coordinator.Cli;
+namespace NameRnn.Worker.Hosting;
 
 /// <summary>A wrong command line: exit code 2, one line on stderr.</summary>
 public sealed class UsageException(string message) : Exception(message);
@@ -56,6 +57,29 @@ public static class CommandLine
             property.SetValue(settings, Convert(name, value, property.PropertyType));
         }
         return positionals;
+    }
+
+    /// <summary>
+    /// Applies <c>appsettings.json</c> (beside the program, then in the working folder; section
+    /// <paramref name="section"/>) and <c>NAMERNN_</c> environment variables (e.g.
+    /// <c>NAMERNN_TRAIN__EPOCHS=5</c>) onto the settings' defaults; the command line comes after.
+    /// </summary>
+    public static void Configure(object settings, string section)
+    {
+        var configuration = new ConfigurationBuilder()
+            .AddJsonFile(Path.Combine(AppContext.BaseDirectory, "appsettings.json"), optional: true)
+            .AddJsonFile(Path.Combine(Directory.GetCurrentDirectory(), "appsettings.json"), optional: true)
+            .AddEnvironmentVariables("NAMERNN_")
+            .Build();
+        var part = configuration.GetSection(section);
+        try
+        {
+            part.Bind(settings, o => o.ErrorOnUnknownConfiguration = true);
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new UsageException($"configuration section '{part.Path}' (appsettings.json or NAMERNN_ environment variables): {e.Message}");
+        }
     }
 
     public static IEnumerable<(PropertyInfo Property, OptionAttribute Attribute)> OptionsOf(Type type) =>

@@ -2,7 +2,7 @@ using Serilog.Core;
 using Serilog.Events;
 using Serilog.Formatting;
 
-namespace NameRnn.Coordinator.Cli;
+namespace NameRnn.Worker.Hosting;
 
 /// <summary>Writes log events to a <see cref="TextWriter"/> (stderr, or a test's capture).</summary>
 public sealed class TextWriterSink(TextWriter writer, ITextFormatter formatter) : ILogEventSink

@@ -1,0 +1,119 @@
+using System.Runtime.Serialization;
+using Akka.Actor;
+using Akka.Serialization;
+
+namespace NameRnn.Contracts;
+
+/// <summary>
+/// The binary serializer for every <see cref="INameRnnMessage"/>: a one-byte format version, then
+/// the fields in order, floats as raw little-endian float32. A parameter or gradient message costs
+/// its float bytes plus a few dozen bytes. Anything malformed raises a
+/// <see cref="SerializationException"/>, which the remoting layer logs and drops.
+/// </summary>
+public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWithStringManifest(system)
+{
+    public const int SerializerId = 8_117;
+    private const byte FormatVersion = 1;
+
+    private const string ModelSpecManifest = "MS";
+    private const string RegisterManifest = "RW";
+    private const string AcceptedManifest = "WA";
+    private const string RefusedManifest = "WR";
+    private const string ComputeManifest = "CG";
+    private const string ComputedManifest = "GC";
+    private const string FailedManifest = "GF";
+    private const string MissingManifest = "PM";
+
+    public override int Identifier => SerializerId;
+
+    public override string Manifest(object o) => o switch
+    {
+        ModelSpec => ModelSpecManifest,
+        RegisterWorker => RegisterManifest,
+        WorkerAccepted => AcceptedManifest,
+        WorkerRefused => RefusedManifest,
+        ComputeGradients => ComputeManifest,
+        GradientsComputed => ComputedManifest,
+        GradientsFailed => FailedManifest,
+        ParametersMissing => MissingManifest,
+        _ => throw new SerializationException($"{o.GetType()} is not a NameRnn message"),
+    };
+
+    public override byte[] ToBinary(object obj)
+    {
+        var w = new WireWriter(EstimateSize(obj));
+        w.Byte(FormatVersion);
+        switch (obj)
+        {
+            case ModelSpec m: WriteSpec(w, m); break;
+            case RegisterWorker m:
+                w.Int32(m.ProtocolVersion); w.String(m.WorkerId); w.String(m.ModelFormat); w.String(m.Secret);
+                break;
+            case WorkerAccepted m: w.String(m.RunId); WriteSpec(w, m.Model); w.Floats(m.ClassWeights); break;
+            case WorkerRefused m: w.String(m.Reason); break;
+            case ComputeGradients m:
+                w.String(m.RunId); w.Int64(m.Step); w.Int32(m.MicroBatch); w.Int64(m.ParametersVersion);
+                w.Floats(m.Parameters); w.Strings(m.Names); w.Int32s(m.Labels);
+                break;
+            case GradientsComputed m:
+                w.String(m.RunId); w.Int64(m.Step); w.Int32(m.MicroBatch); w.Double(m.LossSum); w.Int32(m.Count); w.Floats(m.Gradients);
+                break;
+            case GradientsFailed m: w.String(m.RunId); w.Int64(m.Step); w.Int32(m.MicroBatch); w.String(m.Reason); break;
+            case ParametersMissing m: w.String(m.RunId); w.Int64(m.Step); w.Int32(m.MicroBatch); w.Int64(m.ParametersVersion); break;
+            default: throw new SerializationException($"{obj.GetType()} is not a NameRnn message");
+        }
+        return w.ToArray();
+    }
+
+    public override object FromBinary(byte[] bytes, string manifest)
+    {
+        try
+        {
+            var r = new WireReader(bytes);
+            var version = r.Byte();
+            if (version != FormatVersion)
+                throw new FormatException($"wire format version {version}, this node reads version {FormatVersion}");
+            object message = manifest switch
+            {
+                ModelSpecManifest => ReadSpec(ref r),
+                RegisterManifest => new RegisterWorker(r.Int32(), r.String(), r.String(), r.String()),
+                AcceptedManifest => new WorkerAccepted(r.String(), ReadSpec(ref r), r.Floats()),
+                RefusedManifest => new WorkerRefused(r.String()),
+                ComputeManifest => ReadCompute(ref r),
+                ComputedManifest => new GradientsComputed(r.String(), r.Int64(), r.Int32(), r.Double(), r.Int32(), r.RequiredFloats()),
+                FailedManifest => new GradientsFailed(r.String(), r.Int64(), r.Int32(), r.String()),
+                MissingManifest => new ParametersMissing(r.String(), r.Int64(), r.Int32(), r.Int64()),
+                _ => throw new FormatException($"unknown manifest '{manifest}'"),
+            };
+            r.End();
+            return message;
+        }
+        catch (FormatException e)
+        {
+            throw new SerializationException($"malformed NameRnn message ({manifest}, {bytes.Length} bytes): {e.Message}", e);
+        }
+    }
+
+    private static ComputeGradients ReadCompute(ref WireReader r)
+    {
+        var message = new ComputeGradients(r.String(), r.Int64(), r.Int32(), r.Int64(), r.Floats(), r.Strings(), r.Int32s());
+        if (message.Names.Length != message.Labels.Length)
+            throw new FormatException($"{message.Names.Length} names but {message.Labels.Length} labels");
+        return message;
+    }
+
+    private static void WriteSpec(WireWriter w, ModelSpec m)
+    {
+        w.String(m.Cell); w.Int32(m.Hidden); w.Int32(m.Classes); w.Int32(m.Inputs); w.String(m.Hash);
+    }
+
+    private static ModelSpec ReadSpec(ref WireReader r) => new(r.String(), r.Int32(), r.Int32(), r.Int32(), r.String());
+
+    private static int EstimateSize(object obj) => obj switch
+    {
+        ComputeGradients m => 128 + (m.Parameters?.Length ?? 0) * 4 + m.Names.Sum(n => n.Length * 3 + 8),
+        GradientsComputed m => 96 + m.Gradients.Length * 4,
+        WorkerAccepted m => 256 + (m.ClassWeights?.Length ?? 0) * 4,
+        _ => 128,
+    };
+}

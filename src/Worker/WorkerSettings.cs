@@ -1,0 +1,46 @@
+using NameRnn.Worker.Hosting;
+
+namespace NameRnn.Worker;
+
+/// <summary>The worker node's options (section "Worker" of appsettings.json, NAMERNN_WORKER__* variables, the command line).</summary>
+public sealed class WorkerSettings
+{
+    [Option("--seed-node", "address of a cluster node to join, e.g. akka.tcp://namernn@10.0.0.5:4053 (several: comma-separated)", Value = "ADDRESS")]
+    public string? SeedNode { get; set; }
+
+    [Option("--hostname", "the address this node listens on and others reach it at", Value = "HOST")]
+    public string Hostname { get; set; } = "127.0.0.1";
+
+    [Option("--port", "the TCP port this node listens on; 0 = any free port", Value = "P")]
+    public int Port { get; set; }
+
+    [Option("--slots", "worker actors on this node (one TorchSharp thread each)", Value = "N")]
+    public int Slots { get; set; } = 1;
+
+    [Option("--max-frame-size", "largest remote message in bytes; the same on every node", Value = "BYTES")]
+    public int MaxFrameSize { get; set; } = NameRnnHosting.DefaultMaxFrameSize;
+
+    [Option("--cluster-secret", "the secret the coordinator asks of workers (default: none)", Value = "TEXT")]
+    public string ClusterSecret { get; set; } = "";
+
+    [Option("--verbose", "debug logs and stack traces", Value = "")]
+    public bool Verbose { get; set; }
+
+    [Option("--help", "show this help", Value = "")]
+    public bool Help { get; set; }
+
+    public IReadOnlyList<string> SeedNodes =>
+        (SeedNode ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+
+    public void Validate()
+    {
+        if (SeedNodes.Count == 0)
+            throw new UsageException("option --seed-node: required: the address of the coordinator's node, e.g. akka.tcp://namernn@127.0.0.1:4053");
+        foreach (var seed in SeedNodes)
+            if (!seed.StartsWith($"akka.tcp://{NameRnnHosting.SystemName}@", StringComparison.Ordinal))
+                throw new UsageException($"option --seed-node: '{seed}' is not an address like akka.tcp://{NameRnnHosting.SystemName}@HOST:PORT");
+        CommandLine.Range("--port", Port, 0, 65535);
+        CommandLine.Range("--slots", Slots, 1, 256);
+        CommandLine.Range("--max-frame-size", MaxFrameSize, 128_000, 1 << 30);
+    }
+}

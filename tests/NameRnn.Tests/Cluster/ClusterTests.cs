@@ -1,0 +1,77 @@
+using System.Text.Json;
+
+namespace NameRnn.Tests.Cluster;
+
+/// <summary>Coordinator and workers as separate processes forming a real cluster over TCP on 127.0.0.1.</summary>
+public class ClusterTests
+{
+    private static readonly TimeSpan Limit = TimeSpan.FromMinutes(3);
+
+    private static JsonElement Summary(string dir) => JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "summary.json"))).RootElement;
+
+    private static async Task<string> LocalOneWorkerHashAsync(string dir, string[] options)
+    {
+        var local = await CliRunner.RunAsync(["train", "--data", TestData.NamesFolder, "--out", dir, "--workers", "1", .. options]);
+        Assert.True(local.ExitCode == 0, local.Error);
+        return Summary(dir).GetProperty("parameters_sha256").GetString()!;
+    }
+
+    private static async Task<JsonElement> LocalClusterAsync(string dir, int workers, string[] options)
+    {
+        using var script = NodeProcess.Start("bash", [Path.Combine(TestData.RepositoryRoot, "deploy", "local-cluster.sh"),
+            "--workers", workers.ToString(), "--configuration", NodeProcess.Configuration, "--no-build", "--",
+            "--data", TestData.NamesFolder, "--out", dir, .. options]);
+        var code = await script.WaitForExitAsync(Limit);
+        Assert.True(code == 0, $"local-cluster.sh exited with {code}:{Environment.NewLine}{script.Output}");
+        return Summary(dir);
+    }
+
+    [Fact]
+    public async Task Two_worker_processes_end_with_the_bits_of_one_local_worker()
+    {
+        string[] options = ["--max-names", "800", "--epochs", "2", "--batch-size", "64", "--micro-batch", "16"];
+        var root = TestData.TempFolder();
+        var cluster = await LocalClusterAsync(Path.Combine(root, "cluster"), 2, options);
+        Assert.Equal("cluster", cluster.GetProperty("mode").GetString());
+        Assert.Equal(2, cluster.GetProperty("workers_seen").GetInt32());
+        Assert.All(cluster.GetProperty("micro_batches_per_worker").EnumerateObject(), w => Assert.True(w.Value.GetInt32() > 0, $"{w.Name} did no work"));
+        var local = await LocalOneWorkerHashAsync(Path.Combine(root, "local"), options);
+        Assert.Equal(local, cluster.GetProperty("parameters_sha256").GetString());
+    }
+
+    [Fact]
+    public async Task A_hidden_512_model_trains_across_processes_without_dropped_payloads()
+    {
+        string[] options = ["--hidden", "512", "--max-names", "256", "--epochs", "1", "--batch-size", "64", "--micro-batch", "32"];
+        var root = TestData.TempFolder();
+        var cluster = await LocalClusterAsync(Path.Combine(root, "cluster"), 2, options);
+        var local = await LocalOneWorkerHashAsync(Path.Combine(root, "local"), options);
+        Assert.Equal(local, cluster.GetProperty("parameters_sha256").GetString());
+    }
+
+    [Fact]
+    public async Task A_worker_that_joins_mid_run_gets_work_and_the_bits_do_not_change()
+    {
+        string[] options = ["--max-names", "3000", "--epochs", "4", "--batch-size", "64", "--micro-batch", "16"];
+        var root = TestData.TempFolder();
+        var dir = Path.Combine(root, "cluster");
+        var addressFile = Path.Combine(root, "address");
+        using var coordinator = NodeProcess.Start(NodeProcess.Coordinator, ["train", "--cluster", "--hostname", "127.0.0.1", "--port", "0",
+            "--address-file", addressFile, "--min-workers", "1", "--data", TestData.NamesFolder, "--out", dir, .. options]);
+        await coordinator.WaitForLineAsync(l => l.Contains("waiting for workers"), Limit);
+        var address = File.ReadAllText(addressFile).Trim();
+        using var first = NodeProcess.Start(NodeProcess.Worker, "--seed-node", address, "--hostname", "127.0.0.1");
+        await coordinator.WaitForLineAsync(l => l.Contains("Epoch 1/4"), Limit);
+        using var late = NodeProcess.Start(NodeProcess.Worker, "--seed-node", address, "--hostname", "127.0.0.1");
+        await coordinator.WaitForLineAsync(l => l.Contains("joined mid-run"), Limit);
+        Assert.Equal(0, await coordinator.WaitForExitAsync(Limit));
+
+        var cluster = Summary(dir);
+        Assert.Equal(2, cluster.GetProperty("workers_seen").GetInt32());
+        Assert.All(cluster.GetProperty("micro_batches_per_worker").EnumerateObject(), w => Assert.True(w.Value.GetInt32() > 0, $"{w.Name} did no work"));
+        var local = await LocalOneWorkerHashAsync(Path.Combine(root, "local"), options);
+        Assert.Equal(local, cluster.GetProperty("parameters_sha256").GetString());
+        Assert.Equal(0, await first.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Equal(0, await late.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+    }
+}

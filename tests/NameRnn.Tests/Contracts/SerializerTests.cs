@@ -1,0 +1,130 @@
+using System.Runtime.Serialization;
+using Akka.Actor;
+using Akka.Configuration;
+using FsCheck;
+using FsCheck.Fluent;
+using FsCheck.Xunit;
+using NameRnn.Contracts;
+
+namespace NameRnn.Tests.Contracts;
+
+public sealed class SerializerTests : IDisposable
+{
+    private readonly ActorSystem _system = ActorSystem.Create("serializer-tests");
+    private readonly NameRnnSerializer _serializer;
+
+    public SerializerTests() => _serializer = new NameRnnSerializer((ExtendedActorSystem)_system);
+
+    private object RoundTrip(object message) => _serializer.FromBinary(_serializer.ToBinary(message), _serializer.Manifest(message));
+
+    private static string Text(NonNull<string> s) => s.Get;
+
+    [Property]
+    public void ComputeGradients_round_trips(NonNull<string> runId, long step, int microBatch, long version, bool withParameters,
+        float[] parameters, NonNull<string>[] names)
+    {
+        var labels = names.Select((_, i) => i % 18).ToArray();
+        var message = new ComputeGradients(Text(runId), step, microBatch, version, withParameters ? parameters : null, names.Select(Text).ToArray(), labels);
+        var back = (ComputeGradients)RoundTrip(message);
+        Assert.Equal((message.RunId, message.Step, message.MicroBatch, message.ParametersVersion), (back.RunId, back.Step, back.MicroBatch, back.ParametersVersion));
+        AssertSameFloats(message.Parameters, back.Parameters);
+        Assert.Equal(message.Names, back.Names);
+        Assert.Equal(message.Labels, back.Labels);
+    }
+
+    [Property]
+    public void GradientsComputed_round_trips(NonNull<string> runId, long step, int microBatch, double lossSum, int count, float[] gradients)
+    {
+        var message = new GradientsComputed(Text(runId), step, microBatch, lossSum, count, gradients);
+        var back = (GradientsComputed)RoundTrip(message);
+        Assert.Equal((message.RunId, message.Step, message.MicroBatch, message.Count), (back.RunId, back.Step, back.MicroBatch, back.Count));
+        Assert.Equal(BitConverter.DoubleToInt64Bits(lossSum), BitConverter.DoubleToInt64Bits(back.LossSum));
+        AssertSameFloats(gradients, back.Gradients);
+    }
+
+    [Property]
+    public void The_small_messages_round_trip(NonNull<string> a, NonNull<string> b, NonNull<string> c, int n, int m, long step, float[]? weights)
+    {
+        var spec = new ModelSpec(Text(a), n, m, n ^ m, Text(b));
+        object[] messages =
+        [
+            spec,
+            new RegisterWorker(n, Text(a), Text(b), Text(c)),
+            new WorkerAccepted(Text(c), spec, weights),
+            new WorkerRefused(Text(a)),
+            new GradientsFailed(Text(a), step, n, Text(b)),
+            new ParametersMissing(Text(b), step, m, step ^ n),
+        ];
+        foreach (var message in messages)
+        {
+            var back = RoundTrip(message);
+            Assert.Equal(message.GetType(), back.GetType());
+            if (message is WorkerAccepted accepted)
+            {
+                var other = (WorkerAccepted)back;
+                Assert.Equal((accepted.RunId, accepted.Model), (other.RunId, other.Model));
+                AssertSameFloats(accepted.ClassWeights, other.ClassWeights);
+            }
+            else
+            {
+                Assert.Equal(message, back);
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(26_000)]
+    [InlineData(1_000_000)]
+    public void A_parameter_or_gradient_message_costs_its_floats_plus_at_most_one_percent_and_256_bytes(int count)
+    {
+        var values = Enumerable.Range(0, count).Select(i => (float)Math.Sin(i)).ToArray();
+        var raw = count * sizeof(float);
+        var names = Enumerable.Range(0, 32).Select(i => $"Name{i}").ToArray();
+        var compute = new ComputeGradients("20261127-000000-abcdef", 123_456, 7, 123_456, values, names, new int[32]);
+        var namesBytes = names.Sum(n => n.Length + 4) + 32 * 4 + 8;
+        Assert.True(_serializer.ToBinary(compute).Length <= raw * 1.01 + 256 + namesBytes);
+        var computed = new GradientsComputed("20261127-000000-abcdef", 123_456, 7, 12.5, 32, values);
+        Assert.True(_serializer.ToBinary(computed).Length <= raw * 1.01 + 256);
+    }
+
+    [Property(MaxTest = 300)]
+    public void A_truncated_payload_raises_a_serialization_error(float[] gradients, PositiveInt cut)
+    {
+        var message = new GradientsComputed("run", 1, 2, 3.0, 4, gradients);
+        var bytes = _serializer.ToBinary(message);
+        var keep = Math.Max(0, bytes.Length - cut.Get);
+        Assert.Throws<SerializationException>(() => _serializer.FromBinary(bytes[..keep], _serializer.Manifest(message)));
+    }
+
+    [Property(MaxTest = 500)]
+    public void Random_bytes_give_a_message_or_a_serialization_error_and_nothing_else(byte[] bytes, int which)
+    {
+        string[] manifests = ["MS", "RW", "WA", "WR", "CG", "GC", "GF", "PM", "??"];
+        var manifest = manifests[Math.Abs(which % manifests.Length)];
+        try
+        {
+            var message = _serializer.FromBinary(bytes, manifest);
+            Assert.IsAssignableFrom<INameRnnMessage>(message);
+        }
+        catch (SerializationException)
+        {
+        }
+    }
+
+    [Fact]
+    public void A_corrupted_length_raises_a_serialization_error()
+    {
+        var bytes = _serializer.ToBinary(new ComputeGradients("run", 1, 0, 1, [1f, 2f], ["Ann"], [3]));
+        bytes[1 + 4 + 3 + 8 + 4 + 8] = 0x7F; // the low byte of the parameter count
+        Assert.Throws<SerializationException>(() => _serializer.FromBinary(bytes, "CG"));
+    }
+
+    private static void AssertSameFloats(float[]? expected, float[]? actual)
+    {
+        Assert.Equal(expected is null, actual is null);
+        if (expected is null) return;
+        Assert.Equal(expected.Select(BitConverter.SingleToInt32Bits), actual!.Select(BitConverter.SingleToInt32Bits));
+    }
+
+    public void Dispose() => _system.Dispose();
+}
