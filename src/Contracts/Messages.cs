@@ -19,8 +19,11 @@ public sealed record ModelSpec(string Cell, int Hidden, int Classes, int Inputs,
 /// </summary>
 public sealed record RegisterWorker(int ProtocolVersion, string WorkerId, string ModelFormat, string Secret) : INameRnnMessage;
 
-/// <summary>The coordinator took the worker in for a run; the worker builds the model from <see cref="Model"/>.</summary>
-public sealed record WorkerAccepted(string RunId, ModelSpec Model, float[]? ClassWeights) : INameRnnMessage;
+/// <summary>
+/// The coordinator took the worker in for a run; the worker builds the model from <see cref="Model"/>
+/// and trains it with the loss weights and dropout rate given.
+/// </summary>
+public sealed record WorkerAccepted(string RunId, ModelSpec Model, float[]? ClassWeights, double Dropout) : INameRnnMessage;
 
 /// <summary>The coordinator will not use this worker, and says why.</summary>
 public sealed record WorkerRefused(string Reason) : INameRnnMessage;
@@ -28,10 +31,11 @@ public sealed record WorkerRefused(string Reason) : INameRnnMessage;
 /// <summary>
 /// Compute the summed gradient of one micro-batch at parameter version <see cref="ParametersVersion"/>.
 /// <see cref="Parameters"/> is null when the worker was already sent that version. Nobody changes the
-/// arrays after sending.
+/// arrays after sending. <see cref="NoiseSeed"/> seeds the micro-batch's dropout masks, so that any
+/// worker computes the same bits.
 /// </summary>
 public sealed record ComputeGradients(
-    string RunId, long Step, int MicroBatch, long ParametersVersion, float[]? Parameters, string[] Names, int[] Labels) : INameRnnMessage;
+    string RunId, long Step, int MicroBatch, long ParametersVersion, float[]? Parameters, string[] Names, int[] Labels, long NoiseSeed) : INameRnnMessage;
 
 /// <summary>The summed gradient and loss of one micro-batch, identified by (step, micro-batch).</summary>
 public sealed record GradientsComputed(

@@ -49,11 +49,11 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
             case RegisterWorker m:
                 w.Int32(m.ProtocolVersion); w.String(m.WorkerId); w.String(m.ModelFormat); w.String(m.Secret);
                 break;
-            case WorkerAccepted m: w.String(m.RunId); WriteSpec(w, m.Model); w.Floats(m.ClassWeights); break;
+            case WorkerAccepted m: w.String(m.RunId); WriteSpec(w, m.Model); w.Floats(m.ClassWeights); w.Double(m.Dropout); break;
             case WorkerRefused m: w.String(m.Reason); break;
             case ComputeGradients m:
                 w.String(m.RunId); w.Int64(m.Step); w.Int32(m.MicroBatch); w.Int64(m.ParametersVersion);
-                w.Floats(m.Parameters); w.Strings(m.Names); w.Int32s(m.Labels);
+                w.Floats(m.Parameters); w.Strings(m.Names); w.Int32s(m.Labels); w.Int64(m.NoiseSeed);
                 break;
             case GradientsComputed m:
                 w.String(m.RunId); w.Int64(m.Step); w.Int32(m.MicroBatch); w.Double(m.LossSum); w.Int32(m.Count); w.Floats(m.Gradients);
@@ -77,7 +77,7 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
             {
                 ModelSpecManifest => ReadSpec(ref r),
                 RegisterManifest => new RegisterWorker(r.Int32(), r.String(), r.String(), r.String()),
-                AcceptedManifest => new WorkerAccepted(r.String(), ReadSpec(ref r), r.Floats()),
+                AcceptedManifest => new WorkerAccepted(r.String(), ReadSpec(ref r), r.Floats(), r.Double()),
                 RefusedManifest => new WorkerRefused(r.String()),
                 ComputeManifest => ReadCompute(ref r),
                 ComputedManifest => new GradientsComputed(r.String(), r.Int64(), r.Int32(), r.Double(), r.Int32(), r.RequiredFloats()),
@@ -96,7 +96,7 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
 
     private static ComputeGradients ReadCompute(ref WireReader r)
     {
-        var message = new ComputeGradients(r.String(), r.Int64(), r.Int32(), r.Int64(), r.Floats(), r.Strings(), r.Int32s());
+        var message = new ComputeGradients(r.String(), r.Int64(), r.Int32(), r.Int64(), r.Floats(), r.Strings(), r.Int32s(), r.Int64());
         if (message.Names.Length != message.Labels.Length)
             throw new FormatException($"{message.Names.Length} names but {message.Labels.Length} labels");
         return message;

@@ -19,15 +19,18 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly string _workerId;
     private readonly string _secret;
+    private readonly WorkerFaults _faults;
     private IActorRef? _coordinator;
     private GradientEngine? _engine;
     private string? _runId;
+    private bool _failedOnce;
 
-    public GradientWorker(IActorRef? coordinator, string workerId, string secret)
+    public GradientWorker(IActorRef? coordinator, string workerId, string secret, WorkerFaults faults)
     {
         _coordinator = coordinator;
         _workerId = workerId;
         _secret = secret;
+        _faults = faults;
         Receive<CoordinatorFound>(found =>
         {
             _coordinator = found.Coordinator;
@@ -46,8 +49,8 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
     public ITimerScheduler Timers { get; set; } = null!;
 
     /// <summary>A worker that registers with <paramref name="coordinator"/> at once, or, when null, once told where it is.</summary>
-    public static Props Props(IActorRef? coordinator, string workerId, string secret = "") =>
-        Akka.Actor.Props.Create(() => new GradientWorker(coordinator, workerId, secret)).WithDispatcher(TorchDispatcher.Id);
+    public static Props Props(IActorRef? coordinator, string workerId, string secret = "", WorkerFaults? faults = null) =>
+        Akka.Actor.Props.Create(() => new GradientWorker(coordinator, workerId, secret, faults ?? WorkerFaults.None)).WithDispatcher(TorchDispatcher.Id);
 
     protected override void PreStart()
     {
@@ -79,7 +82,7 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
             return;
         }
         _engine?.Dispose();
-        _engine = new GradientEngine(config, accepted.ClassWeights);
+        _engine = new GradientEngine(config, accepted.ClassWeights, accepted.Dropout);
         _runId = accepted.RunId;
         _log.Info("Worker {Worker} joined run {RunId}: {Cell} hidden {Hidden}", _workerId, accepted.RunId, config.Cell, config.Hidden);
     }
@@ -100,7 +103,14 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
         }
         try
         {
-            var result = _engine.Compute(work.Names, work.Labels);
+            if (_faults.FailAt == (work.Step, work.MicroBatch) && !_failedOnce)
+            {
+                _failedOnce = true;
+                throw new InvalidOperationException($"injected failure at step {work.Step} micro-batch {work.MicroBatch}");
+            }
+            if (_faults.SlowDown > TimeSpan.Zero)
+                Thread.Sleep(_faults.SlowDown); // test-only: a straggling worker, blocking like a long computation would
+            var result = _engine.Compute(work.Names, work.Labels, work.NoiseSeed);
             if (!double.IsFinite(result.LossSum) || !result.Gradients.All(float.IsFinite))
             {
                 Sender.Tell(new GradientsFailed(work.RunId, work.Step, work.MicroBatch, "non-finite loss or gradient"));

@@ -5,6 +5,13 @@ using NameRnn.Worker.Hosting;
 
 namespace NameRnn.Worker;
 
+/// <summary>Why a worker node shuts down when its coordinator stays unreachable (exit code 1).</summary>
+public sealed class CoordinatorLostReason : CoordinatedShutdown.Reason
+{
+    public static readonly CoordinatorLostReason Instance = new();
+    public override int ExitCode => 1;
+}
+
 /// <summary>Tells a worker where the coordinator is (local messages of the worker node only).</summary>
 public sealed record CoordinatorFound(IActorRef Coordinator);
 
@@ -20,16 +27,32 @@ public sealed class WorkerNode : ReceiveActor, IWithTimers
     private readonly Cluster _cluster = Cluster.Get(Context.System);
     private readonly int _slots;
     private readonly string _secret;
+    private readonly WorkerFaults _faults;
     private readonly List<IActorRef> _workers = [];
     private Address? _coordinatorAddress;
     private IActorRef? _coordinator;
 
-    public WorkerNode(int slots, string secret)
+    public WorkerNode(int slots, string secret, WorkerFaults faults)
     {
         _slots = slots;
         _secret = secret;
+        _faults = faults;
         Receive<ClusterEvent.MemberUp>(up => OnMemberUp(up.Member));
         Receive<ClusterEvent.MemberRemoved>(removed => OnMemberRemoved(removed.Member));
+        Receive<ClusterEvent.UnreachableMember>(e =>
+        {
+            if (Equals(e.Member.Address, _coordinatorAddress))
+                Timers.StartSingleTimer("coordinator-lost", CoordinatorLost.Instance, CoordinatorGrace);
+        });
+        Receive<ClusterEvent.ReachableMember>(e =>
+        {
+            if (Equals(e.Member.Address, _coordinatorAddress)) Timers.Cancel("coordinator-lost");
+        });
+        Receive<CoordinatorLost>(_ =>
+        {
+            _log.Warning("The coordinator node {Address} has been unreachable for {Seconds} s; this worker node shuts down", _coordinatorAddress, CoordinatorGrace.TotalSeconds);
+            CoordinatedShutdown.Get(Context.System).Run(CoordinatorLostReason.Instance);
+        });
         Receive<ClusterEvent.IMemberEvent>(_ => { });
         Receive<IdentifyCoordinator>(_ => Identify());
         Receive<ActorIdentity>(OnIdentity);
@@ -37,14 +60,15 @@ public sealed class WorkerNode : ReceiveActor, IWithTimers
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    public static Props Props(int slots, string secret) => Akka.Actor.Props.Create(() => new WorkerNode(slots, secret));
+    public static Props Props(int slots, string secret, WorkerFaults faults) => Akka.Actor.Props.Create(() => new WorkerNode(slots, secret, faults));
 
     protected override void PreStart()
     {
         var node = $"{_cluster.SelfAddress.Host}:{_cluster.SelfAddress.Port}";
         for (var i = 1; i <= _slots; i++)
-            _workers.Add(Context.ActorOf(GradientWorker.Props(null, $"{node}/{i}", _secret), $"slot-{i}"));
-        _cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents, typeof(ClusterEvent.IMemberEvent));
+            _workers.Add(Context.ActorOf(GradientWorker.Props(null, $"{node}/{i}", _secret, _faults), $"slot-{i}"));
+        _cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents,
+            typeof(ClusterEvent.IMemberEvent), typeof(ClusterEvent.IReachabilityEvent));
     }
 
     protected override void PostStop() => _cluster.Unsubscribe(Self);
@@ -79,6 +103,14 @@ public sealed class WorkerNode : ReceiveActor, IWithTimers
         if (!Equals(member.Address, _coordinatorAddress)) return;
         _log.Info("The coordinator node {Address} left the cluster; this worker node shuts down", member.Address);
         CoordinatedShutdown.Get(Context.System).Run(CoordinatedShutdown.ClrExitReason.Instance);
+    }
+
+    /// <summary>How long the coordinator may stay unreachable before this node gives up on it.</summary>
+    private static readonly TimeSpan CoordinatorGrace = TimeSpan.FromSeconds(20);
+
+    private sealed class CoordinatorLost
+    {
+        public static readonly CoordinatorLost Instance = new();
     }
 
     private sealed class IdentifyCoordinator

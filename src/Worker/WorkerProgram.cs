@@ -46,8 +46,8 @@ public static class WorkerProgram
             builder.Services.AddSerilog(logger);
             builder.Services.AddAkka(NameRnnHosting.SystemName, (akka, _) => akka
                 .AddNameRnnDefaults()
-                .AddNameRnnCluster(new ClusterNodeOptions(NameRnnHosting.WorkerRole, settings.Hostname, settings.Port, settings.SeedNodes, settings.MaxFrameSize))
-                .WithActors((system, _) => system.ActorOf(WorkerNode.Props(settings.Slots, settings.ClusterSecret), "worker-node")));
+                .AddNameRnnCluster(new ClusterNodeOptions(NameRnnHosting.WorkerRole, settings.Hostname, settings.Port, settings.SeedNodes, settings.MaxFrameSize, settings.PublicHostname) { Tls = settings.Tls })
+                .WithActors((system, _) => system.ActorOf(WorkerNode.Props(settings.Slots, settings.ClusterSecret, settings.Faults), "worker-node")));
             using var host = builder.Build();
             await host.StartAsync(cancellation);
             var system = host.Services.GetRequiredService<ActorSystem>();
@@ -56,6 +56,7 @@ public static class WorkerProgram
             await Task.WhenAny(system.WhenTerminated, Task.Delay(Timeout.Infinite, cancellation));
             var reason = CoordinatedShutdown.Get(system).ShutdownReason;
             await host.StopAsync(CancellationToken.None);
+            if (reason is CoordinatorLostReason) return 1;
             if (reason is CoordinatedShutdown.ClusterJoinUnsuccessfulReason)
             {
                 logger.Error("Could not join the cluster at {SeedNodes}", string.Join(",", settings.SeedNodes));

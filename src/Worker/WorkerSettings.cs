@@ -11,6 +11,9 @@ public sealed class WorkerSettings
     [Option("--hostname", "the address this node listens on and others reach it at", Value = "HOST")]
     public string Hostname { get; set; } = "127.0.0.1";
 
+    [Option("--public-hostname", "the name other nodes reach this one by, when it is not --hostname (e.g. bind 0.0.0.0 in a container)", Value = "HOST")]
+    public string? PublicHostname { get; set; }
+
     [Option("--port", "the TCP port this node listens on; 0 = any free port", Value = "P")]
     public int Port { get; set; }
 
@@ -22,6 +25,25 @@ public sealed class WorkerSettings
 
     [Option("--cluster-secret", "the secret the coordinator asks of workers (default: none)", Value = "TEXT")]
     public string ClusterSecret { get; set; } = "";
+
+    [Option("--tls-certificate", "cluster mode: TLS for the remote transport with this PKCS#12 (.pfx) certificate; the same kind on every node", Value = "PATH")]
+    public string? TlsCertificate { get; set; }
+
+    [Option("--tls-password", "the password of the --tls-certificate file (default: none)", Value = "TEXT")]
+    public string TlsPassword { get; set; } = "";
+
+    [Option("--tls-insecure", "accept peers' certificates without validating their chain (self-signed certificates)", Value = "")]
+    public bool TlsInsecure { get; set; }
+
+    public TlsOptions? Tls => string.IsNullOrEmpty(TlsCertificate) ? null : new TlsOptions(TlsCertificate, TlsPassword, TlsInsecure);
+
+    [Option("--test-slow-ms", "sleep this long before every micro-batch", Hidden = true)]
+    public int TestSlowMs { get; set; }
+
+    [Option("--test-fail-at", "throw once on STEP:MICROBATCH", Hidden = true)]
+    public string? TestFailAt { get; set; }
+
+    public WorkerFaults Faults => new(TimeSpan.FromMilliseconds(TestSlowMs), WorkerFaults.ParseFailAt(TestFailAt));
 
     [Option("--verbose", "debug logs and stack traces", Value = "")]
     public bool Verbose { get; set; }
@@ -37,10 +59,13 @@ public sealed class WorkerSettings
         if (SeedNodes.Count == 0)
             throw new UsageException("option --seed-node: required: the address of the coordinator's node, e.g. akka.tcp://namernn@127.0.0.1:4053");
         foreach (var seed in SeedNodes)
-            if (!seed.StartsWith($"akka.tcp://{NameRnnHosting.SystemName}@", StringComparison.Ordinal))
-                throw new UsageException($"option --seed-node: '{seed}' is not an address like akka.tcp://{NameRnnHosting.SystemName}@HOST:PORT");
+            if (!seed.StartsWith($"akka.tcp://{NameRnnHosting.SystemName}@", StringComparison.Ordinal) &&
+                !seed.StartsWith($"akka.ssl.tcp://{NameRnnHosting.SystemName}@", StringComparison.Ordinal))
+                throw new UsageException($"option --seed-node: '{seed}' is not an address like akka.tcp://{NameRnnHosting.SystemName}@HOST:PORT (akka.ssl.tcp:// with TLS)");
         CommandLine.Range("--port", Port, 0, 65535);
         CommandLine.Range("--slots", Slots, 1, 256);
         CommandLine.Range("--max-frame-size", MaxFrameSize, 128_000, 1 << 30);
+        _ = Faults;
+        Tls?.Load().Dispose();
     }
 }

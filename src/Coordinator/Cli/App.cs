@@ -15,12 +15,13 @@ public static class App
 {
     private sealed record Command(string Name, string Summary, Func<CommandSettings> Settings, Func<CommandSettings, IReadOnlyList<string>, Context, Task<int>> Run);
 
-    public sealed record Context(TextWriter Out, TextWriter Error, ILogger Log, CancellationToken Cancellation);
+    /// <param name="Given">The options given on the command line (not from defaults, appsettings.json or the environment).</param>
+    public sealed record Context(TextWriter Out, TextWriter Error, ILogger Log, IReadOnlySet<string> Given, CancellationToken Cancellation);
 
     private static readonly Command[] Commands =
     [
         new("train", "train a model on the names data (local mode: coordinator and worker actors in this process)",
-            () => new TrainSettings(), (s, _, c) => TrainCommand.RunAsync((TrainSettings)s, c.Out, c.Log, c.Cancellation)),
+            () => new TrainSettings(), (s, _, c) => TrainCommand.RunAsync((TrainSettings)s, c.Given, c.Out, c.Log, c.Cancellation)),
         new("predict", "the most likely languages of each NAME", () => new PredictSettings(),
             (s, rest, c) => Task.FromResult(PredictCommand.Run((PredictSettings)s, rest, c.Out))),
         new("evaluate", "accuracy, macro-F1, per-class figures and confusion matrix of a model on a split",
@@ -48,7 +49,8 @@ public static class App
             }
             var settings = command.Settings();
             CommandLine.Configure(settings, string.Concat(command.Name.Split(' ').Select(w => char.ToUpperInvariant(w[0]) + w[1..])));
-            var positionals = CommandLine.Apply(settings, rest);
+            var given = new HashSet<string>(StringComparer.Ordinal);
+            var positionals = CommandLine.Apply(settings, rest, given);
             if (settings.Help)
             {
                 stdout.Write(Help(command));
@@ -62,7 +64,7 @@ public static class App
             Log.Logger = logger;
             try
             {
-                return await command.Run(settings, positionals, new Context(stdout, stderr, logger, cancellation));
+                return await command.Run(settings, positionals, new Context(stdout, stderr, logger, given, cancellation));
             }
             finally
             {

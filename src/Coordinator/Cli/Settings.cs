@@ -1,3 +1,4 @@
+using NameRnn.Worker;
 using NameRnn.Worker.Hosting;
 using NameRnn.Model.Network;
 using NameRnn.Model.Training;
@@ -78,6 +79,9 @@ public sealed class TrainSettings : DataSettings
     [Option("--seed", "seed of the initial weights and the epoch order", Value = "N")]
     public long Seed { get; set; } = Defaults.Seed;
 
+    [Option("--dropout", "dropout rate on the input projections and the last state (default: 0 for rnn, 0.3 for gru and lstm)", Value = "X")]
+    public double? Dropout { get; set; }
+
     [Option("--average-decay", "evaluate and keep a moving average of the parameters with this decay; 0 = the raw parameters", Value = "X")]
     public double AverageDecay { get; set; } = Defaults.AverageDecay;
 
@@ -86,6 +90,9 @@ public sealed class TrainSettings : DataSettings
 
     [Option("--hostname", "cluster mode: the address this node listens on and workers reach it at", Value = "HOST")]
     public string Hostname { get; set; } = "127.0.0.1";
+
+    [Option("--public-hostname", "cluster mode: the name workers reach this node by, when it is not --hostname (e.g. bind 0.0.0.0 in a container)", Value = "HOST")]
+    public string? PublicHostname { get; set; }
 
     [Option("--port", "cluster mode: the TCP port this node listens on; 0 = any free port", Value = "P")]
     public int Port { get; set; } = 4053;
@@ -105,12 +112,56 @@ public sealed class TrainSettings : DataSettings
     [Option("--address-file", "cluster mode: write this node's cluster address to the file once it listens", Value = "PATH")]
     public string? AddressFile { get; set; }
 
+    [Option("--resume", "continue the run in DIR from its newest good checkpoint with its saved options; how it runs (--workers, --cluster, ...) is given anew", Value = "DIR")]
+    public string? Resume { get; set; }
+
+    [Option("--checkpoint-every", "write a checkpoint every N steps; 0 = after every epoch", Value = "N")]
+    public int CheckpointEvery { get; set; }
+
+    [Option("--worker-timeout", "seconds to wait with no live worker before saving a checkpoint and giving up; 0 = forever", Value = "S")]
+    public double WorkerTimeout { get; set; } = 120;
+
+    [Option("--assignment-timeout", "seconds a micro-batch may take on one worker before it goes to another", Value = "S")]
+    public double AssignmentTimeout { get; set; } = 60;
+
+    [Option("--max-attempts", "failures of one micro-batch (exceptions, non-finite gradients) that stop the run", Value = "K")]
+    public int MaxAttempts { get; set; } = 3;
+
+    [Option("--tls-certificate", "cluster mode: TLS for the remote transport with this PKCS#12 (.pfx) certificate; the same kind on every node", Value = "PATH")]
+    public string? TlsCertificate { get; set; }
+
+    [Option("--tls-password", "the password of the --tls-certificate file (default: none)", Value = "TEXT")]
+    public string TlsPassword { get; set; } = "";
+
+    [Option("--tls-insecure", "accept peers' certificates without validating their chain (self-signed certificates)", Value = "")]
+    public bool TlsInsecure { get; set; }
+
+    public TlsOptions? Tls => string.IsNullOrEmpty(TlsCertificate) ? null : new TlsOptions(TlsCertificate, TlsPassword, TlsInsecure);
+
+    [Option("--test-slow-ms", "local worker 1 sleeps this long before every micro-batch", Hidden = true)]
+    public int TestSlowMs { get; set; }
+
+    [Option("--test-fail-at", "local worker 1 throws once on STEP:MICROBATCH", Hidden = true)]
+    public string? TestFailAt { get; set; }
+
     [Option("--max-names", "keep only this many training names (a deterministic subset); 0 = all", Value = "N")]
     public int MaxNames { get; set; }
 
+    /// <summary>Options that may differ when a run is resumed: how it runs, not what it computes.</summary>
+    public static readonly IReadOnlySet<string> ModeOptions = new HashSet<string>
+    {
+        "--resume", "--workers", "--cluster", "--hostname", "--public-hostname", "--port", "--min-workers", "--seed-node",
+        "--max-frame-size", "--cluster-secret", "--address-file", "--data", "--data-dir", "--data-url", "--worker-timeout",
+        "--assignment-timeout", "--max-attempts", "--verbose", "--test-slow-ms", "--test-fail-at", "--tls-certificate",
+        "--tls-password", "--tls-insecure", "--public-hostname",
+    };
+
+    /// <summary>Mode options that a resumed run keeps from its first start unless given again.</summary>
+    public static readonly IReadOnlySet<string> DataOptions = new HashSet<string> { "--data", "--data-dir", "--data-url" };
+
     public override void Validate()
     {
-        if (string.IsNullOrWhiteSpace(Out)) throw new UsageException("option --out: required: the folder the model and summary.json go to");
+        if (string.IsNullOrWhiteSpace(Out) && Resume is null) throw new UsageException("option --out: required: the folder the model and summary.json go to");
         CommandLine.Range("--workers", Workers, 1, 256);
         CommandLine.Range("--epochs", Epochs, 1, 100_000);
         CommandLine.Range("--batch-size", BatchSize, 1, 1 << 20);
@@ -126,7 +177,14 @@ public sealed class TrainSettings : DataSettings
         CommandLine.Range("--class-weight-power", ClassWeightPower, 0, 4);
         CommandLine.Range("--max-names", MaxNames, 0, int.MaxValue);
         CommandLine.Range("--average-decay", AverageDecay, 0, 0.999999);
+        if (Dropout is { } dropout) CommandLine.Range("--dropout", dropout, 0, 0.95);
         CommandLine.Range("--port", Port, 0, 65535);
+        CommandLine.Range("--checkpoint-every", CheckpointEvery, 0, int.MaxValue);
+        CommandLine.Range("--worker-timeout", WorkerTimeout, 0, 1e7);
+        CommandLine.Range("--assignment-timeout", AssignmentTimeout, 0.1, 1e7);
+        CommandLine.Range("--max-attempts", MaxAttempts, 1, 1000);
+        _ = WorkerFaults.ParseFailAt(TestFailAt);
+        if (Cluster) Tls?.Load().Dispose();
         CommandLine.Range("--min-workers", MinWorkers, 1, 4096);
         CommandLine.Range("--max-frame-size", MaxFrameSize, 128_000, 1 << 30);
         var needed = NameRnnHosting.RequiredFrameSize(ModelConfig.Create(Cell, Hidden, 18).ParameterCount, Math.Max(MicroBatch, 1));
@@ -153,6 +211,7 @@ public sealed class TrainSettings : DataSettings
         ClassWeightPower = ClassWeightPower,
         Seed = Seed,
         AverageDecay = AverageDecay,
+        Dropout = Dropout ?? (Cell == Cells.Rnn ? 0 : 0.3),
     };
 }
 

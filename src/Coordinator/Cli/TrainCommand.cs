@@ -13,12 +13,25 @@ namespace NameRnn.Coordinator.Cli;
 /// <summary><c>train</c>: reads the data, trains with the actor protocol, writes the model and summary.json.</summary>
 public static class TrainCommand
 {
-    public static async Task<int> RunAsync(TrainSettings settings, TextWriter stdout, ILogger log, CancellationToken cancellation)
+    public const string ConfigFile = "config.json";
+
+    /// <summary>What a run folder's config.json holds: enough to understand the run, and to resume it.</summary>
+    public sealed record RunConfig(
+        string RunId, DateTime Created, TrainSettings Settings, TrainingOptions Options, string DataPath, string DataSha256,
+        int TrainNames, int ValidationNames, int TestNames, IReadOnlyDictionary<string, string> Versions);
+
+    public static async Task<int> RunAsync(TrainSettings given, IReadOnlySet<string> givenOptions, TextWriter stdout, ILogger log, CancellationToken cancellation)
     {
         var wall = Stopwatch.StartNew();
+        var (settings, previous, checkpoint) = given.Resume is { } resumeDir
+            ? Resume(given, givenOptions, resumeDir, log)
+            : (given, null, null);
+        var outDir = settings.Out!;
         var options = settings.ToTrainingOptions();
         var dataPath = await DataLocator.ResolveAsync(settings.Data, settings.DataDir, settings.DataUrl, log);
         var data = NamesData.Load(dataPath);
+        if (previous is not null && previous.DataSha256 != data.Stats.ContentSha256)
+            throw new DataException($"the data at {dataPath} (SHA-256 {data.Stats.ContentSha256[..12]}…) is not the data the run in {outDir} was trained on ({previous.DataSha256[..12]}…)");
         WarnAboutSkippedLines(data, log);
         var train = Subset(data.SplitOf(Split.Train), settings.MaxNames);
         var validation = data.SplitOf(Split.Validation);
@@ -28,18 +41,32 @@ public static class TrainCommand
 
         torch.set_num_threads(1);
         var model = ModelConfig.Create(options.Cell, options.Hidden, data.Labels.Count);
-        var runId = $"{DateTime.UtcNow:yyyyMMdd-HHmmss}-{Guid.NewGuid().ToString("N")[..6]}";
+        var runId = previous?.RunId ?? $"{DateTime.UtcNow:yyyyMMdd-HHmmss}-{Guid.NewGuid().ToString("N")[..6]}";
+        Directory.CreateDirectory(outDir);
+        if (previous is null)
+        {
+            var config = new RunConfig(runId, DateTime.UtcNow, settings, options, Path.GetFullPath(dataPath), data.Stats.ContentSha256,
+                train.Count, validation.Count, test.Count, Versions());
+            AtomicFile.Write(Path.Combine(outDir, ConfigFile), JsonSerializer.SerializeToUtf8Bytes(config, Json.Indented));
+        }
         var plan = new TrainingPlan(runId, options, model, data.Labels, train, validation, test,
-            settings.Cluster ? settings.MinWorkers : settings.Workers, ClusterSecret: settings.ClusterSecret);
+            settings.Cluster ? settings.MinWorkers : settings.Workers, settings.MaxAttempts, settings.ClusterSecret)
+        {
+            RunDirectory = outDir,
+            CheckpointEvery = settings.CheckpointEvery,
+            Resume = checkpoint,
+            WorkerTimeout = TimeSpan.FromSeconds(settings.WorkerTimeout),
+            AssignmentTimeout = TimeSpan.FromSeconds(settings.AssignmentTimeout),
+        };
         var cluster = settings.Cluster
-            ? new ClusterMode(settings.Hostname, settings.Port, settings.SeedNodes, settings.MaxFrameSize, settings.AddressFile)
+            ? new ClusterMode(settings.Hostname, settings.PublicHostname, settings.Port, settings.SeedNodes, settings.MaxFrameSize, settings.AddressFile, settings.Tls)
             : null;
-        var outcome = await TrainingHost.RunAsync(plan, settings.Cluster ? 0 : settings.Workers, cluster, log, cancellation);
+        var faults = new NameRnn.Worker.WorkerFaults(TimeSpan.FromMilliseconds(settings.TestSlowMs), NameRnn.Worker.WorkerFaults.ParseFailAt(settings.TestFailAt));
+        var outcome = await TrainingHost.RunAsync(plan, settings.Cluster ? 0 : settings.Workers, cluster, faults, log, cancellation);
         if (outcome is TrainingFailed failed)
             throw new TrainingException(failed.Reason);
         var result = (TrainingCompleted)outcome;
 
-        var outDir = settings.Out!;
         ModelStore.Save(outDir, new SavedModel(model, data.Labels, result.BestParameters));
         ModelStore.Save(outDir, new SavedModel(model, data.Labels, result.FinalParameters), "last");
         var summary = Summary(settings, options, model, data, dataPath, train.Count, validation.Count, test.Count, result, wall.Elapsed.TotalSeconds);
@@ -49,6 +76,56 @@ public static class TrainCommand
         stdout.WriteLine($"{result.TrainNamesPerSecond:F0} names/s with {result.WorkersSeen} workers; {wall.Elapsed.TotalSeconds:F1} s in all; model and summary.json in {outDir}");
         return 0;
     }
+
+    /// <summary>
+    /// The saved settings of the run in <paramref name="dir"/> with the mode options given now laid over
+    /// them, and its newest checkpoint that reads back whole (newer, damaged ones are refused and logged).
+    /// </summary>
+    private static (TrainSettings, RunConfig, Checkpoint) Resume(TrainSettings current, IReadOnlySet<string> givenOptions, string dir, ILogger log)
+    {
+        var changed = givenOptions.Where(o => !TrainSettings.ModeOptions.Contains(o) && o != "--out").Order(StringComparer.Ordinal).ToList();
+        if (changed.Count > 0)
+            throw new UsageException($"option {changed[0]}: cannot change when resuming; the run in {dir} keeps its saved options (only mode options such as --workers or --cluster may differ)");
+        var configPath = Path.Combine(dir, ConfigFile);
+        if (!File.Exists(configPath))
+            throw new DataException($"{configPath} not found: --resume expects the folder of a run started with train --out");
+        RunConfig config;
+        try
+        {
+            config = JsonSerializer.Deserialize<RunConfig>(File.ReadAllBytes(configPath), Json.Indented)
+                     ?? throw new DataException($"{configPath}: empty");
+        }
+        catch (JsonException e)
+        {
+            throw new DataException($"{configPath}: not a NameRnn run configuration ({e.Message})");
+        }
+        // What the run computes comes from its saved settings; how it runs (local or cluster, workers,
+        // timeouts) from this command line and its defaults; where the data is, from here if given.
+        var settings = config.Settings;
+        foreach (var (property, attribute) in CommandLine.OptionsOf(typeof(TrainSettings)))
+            if (TrainSettings.ModeOptions.Contains(attribute.Name) && (!TrainSettings.DataOptions.Contains(attribute.Name) || givenOptions.Contains(attribute.Name)))
+                property.SetValue(settings, property.GetValue(current));
+        settings.Out = dir;
+        settings.Resume = null;
+        settings.Validate();
+        var (checkpoint, path, refused) = CheckpointStore.LoadLatest(dir);
+        foreach (var reason in refused) log.Warning("Refused a checkpoint: {Reason}", reason);
+        if (checkpoint is null)
+            throw new DataException($"no usable checkpoint in {Path.Combine(dir, CheckpointStore.Folder)}: " +
+                                    (refused.Count == 0 ? "there is none (the run stopped before its first checkpoint); start it again" : string.Join("; ", refused)));
+        log.Information("Resuming run {RunId} from {Checkpoint} ({Position})", config.RunId, path, CheckpointStore.Describe(checkpoint));
+        return (settings, config, checkpoint);
+    }
+
+    private static Dictionary<string, string> Versions() => new()
+    {
+        ["namernn"] = typeof(TrainCommand).Assembly.GetName().Version?.ToString() ?? "?",
+        ["torchsharp"] = typeof(torch).Assembly.GetName().Version?.ToString() ?? "?",
+        ["akka"] = typeof(Akka.Actor.ActorSystem).Assembly.GetName().Version?.ToString() ?? "?",
+        ["dotnet"] = Environment.Version.ToString(),
+        ["protocol"] = NameRnn.Contracts.Protocol.Version.ToString(),
+        ["model_format"] = ModelConfig.Format,
+    };
 
     /// <summary>A deterministic, class-mixed subset: the training pairs ordered by the FNV-1a hash of name and label.</summary>
     public static IReadOnlyList<LabelledName> Subset(IReadOnlyList<LabelledName> train, int maxNames)

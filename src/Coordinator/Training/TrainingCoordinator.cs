@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Text.Json;
 using Akka.Actor;
 using Akka.Event;
 using NameRnn.Contracts;
@@ -11,20 +12,31 @@ namespace NameRnn.Coordinator.Training;
 /// <summary>
 /// Runs the synchronous data-parallel protocol over whatever workers have registered: it hands the
 /// current step's micro-batches to idle workers (with the parameters where the worker lacks that
-/// version), takes the first reply for each (step, micro-batch) and drops the rest, gives the work
-/// of a dead worker to the others, and when every micro-batch of the step is in lets
-/// <see cref="TrainingRun"/> add them in order and step the optimizer. After each epoch it
-/// evaluates on the validation split and keeps the best parameters; at the end it evaluates those
-/// on the test split, once.
+/// version), takes the first reply for each (step, micro-batch) and drops the rest, and when every
+/// micro-batch of the step is in lets <see cref="TrainingRun"/> add them in order and step the
+/// optimizer. Work of a worker that dies, becomes unreachable or takes too long goes to the others;
+/// a failing micro-batch is retried on another worker. After each epoch it evaluates on the
+/// validation split and keeps the best parameters; checkpoints let a run continue exactly; at the
+/// end it evaluates the best parameters on the test split, once.
 /// </summary>
-public sealed class TrainingCoordinator : ReceiveActor
+public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
 {
-    private sealed class WorkerState(string id)
+    private static readonly TimeSpan TickInterval = TimeSpan.FromMilliseconds(200);
+    private static readonly TimeSpan WaitingLogInterval = TimeSpan.FromSeconds(5);
+
+    private sealed class WorkerState(string id, Address address)
     {
         public string Id { get; } = id;
-        public HashSet<int> Outstanding { get; } = [];
+        public Address Address { get; } = address;
+        public HashSet<(long Step, int MicroBatch)> Outstanding { get; } = [];
         public long KnownVersion { get; set; } = -1;
-        public int Completed { get; set; }
+        public bool Suspended { get; set; }
+        public bool Idle => Outstanding.Count == 0 && !Suspended;
+    }
+
+    private sealed class Tick
+    {
+        public static readonly Tick Instance = new();
     }
 
     private readonly ILoggingAdapter _log = Context.GetLogger();
@@ -35,6 +47,7 @@ public sealed class TrainingCoordinator : ReceiveActor
     private readonly List<EpochSummary> _epochs = [];
     private readonly Stopwatch _trainClock = new();
     private readonly Stopwatch _epochClock = new();
+    private readonly Stopwatch _stepClock = new();
     private readonly ModelSpec _spec;
     private readonly float[]? _classWeights;
     private TrainingRun? _run;
@@ -43,8 +56,11 @@ public sealed class TrainingCoordinator : ReceiveActor
 
     private IReadOnlyList<MicroBatch> _microBatches = [];
     private MicroBatchGradients?[] _results = [];
-    private int[] _attempts = [];
+    private int[] _failures = [];
+    private HashSet<IActorRef>[] _failedOn = [];
+    private List<(IActorRef Worker, TimeSpan Since)>[] _inFlight = [];
     private readonly List<int> _pending = [];
+    private readonly List<double> _durations = [];
     private int _received;
 
     private double _epochLossSum;
@@ -53,6 +69,9 @@ public sealed class TrainingCoordinator : ReceiveActor
     private ClassificationReport? _bestValidation;
     private int _bestEpoch = -1;
     private long _trainedNames;
+    private double _previousTrainSeconds;
+    private readonly Stopwatch _waitingSince = new();
+    private TimeSpan _lastWaitingLog;
 
     public TrainingCoordinator(TrainingPlan plan)
     {
@@ -65,18 +84,34 @@ public sealed class TrainingCoordinator : ReceiveActor
         Receive<GradientsFailed>(OnFailed);
         Receive<ParametersMissing>(OnParametersMissing);
         Receive<Terminated>(t => OnWorkerGone(t.ActorRef));
+        Receive<NodeUnreachable>(e => OnNodeUnreachable(e.Address));
+        Receive<NodeReachable>(e => OnNodeReachable(e.Address));
+        Receive<Tick>(_ => OnTick());
     }
+
+    public ITimerScheduler Timers { get; set; } = null!;
 
     public static Props Props(TrainingPlan plan) =>
         Akka.Actor.Props.Create(() => new TrainingCoordinator(plan)).WithDispatcher(TorchDispatcher.Id);
 
+    protected override void PreStart()
+    {
+        _stepClock.Start();
+        if (Context.System.Settings.ProviderClass.Contains("Cluster", StringComparison.Ordinal))
+            Context.ActorOf(ClusterWatcher.Props(), "cluster-watcher");
+        Timers.StartPeriodicTimer("tick", Tick.Instance, TickInterval);
+    }
+
     protected override void PostStop() => _evaluator?.Dispose();
 
     private bool Started => _run is not null;
+    private int LiveWorkers => _workers.Values.Count(w => !w.Suspended);
+    private TimeSpan Now => _stepClock.Elapsed;
 
     private void OnStart()
     {
         _requester = Sender;
+        _waitingSince.Restart();
         TryBegin();
     }
 
@@ -97,14 +132,15 @@ public sealed class TrainingCoordinator : ReceiveActor
         }
         if (!_workers.ContainsKey(Sender))
         {
-            _workers[Sender] = new WorkerState(register.WorkerId);
+            _workers[Sender] = new WorkerState(register.WorkerId, Sender.Path.Address);
             _workerOrder.Add(Sender);
             if (_completedByWorker.TryAdd(register.WorkerId, 0) && Started)
                 _log.Info("Worker {Worker} joined mid-run at step {Step}", register.WorkerId, _run!.Step);
             Context.Watch(Sender);
-            _log.Info("Worker {Worker} registered ({Workers} live)", register.WorkerId, _workers.Count);
+            _log.Info("Worker {Worker} registered ({Workers} live)", register.WorkerId, LiveWorkers);
+            _waitingSince.Restart();
         }
-        Sender.Tell(new WorkerAccepted(_plan.RunId, _spec, _classWeights));
+        Sender.Tell(new WorkerAccepted(_plan.RunId, _spec, _classWeights, _plan.Options.Dropout));
         if (Started) Dispatch();
         else TryBegin();
     }
@@ -115,67 +151,89 @@ public sealed class TrainingCoordinator : ReceiveActor
 
     private void TryBegin()
     {
-        if (Started || _requester is null || _workers.Count < _plan.MinWorkers) return;
+        if (Started || _requester is null || LiveWorkers < _plan.MinWorkers) return;
         _evaluator = new Evaluator(_plan.Model, _plan.Labels);
-        _run = new TrainingRun(_plan.Options, _plan.Model, _plan.Train, _plan.InitialParameters());
+        if (_plan.Resume is { } resume)
+        {
+            _run = new TrainingRun(_plan.Options, _plan.Model, _plan.Train, resume.State);
+            Restore(resume);
+            _log.Info("Run {RunId} resumes at epoch {Epoch}, step {Step} of {Steps}", _plan.RunId, _run.Epoch + 1, _run.Step, _run.TotalSteps);
+        }
+        else
+        {
+            _run = new TrainingRun(_plan.Options, _plan.Model, _plan.Train, _plan.InitialParameters());
+        }
         _log.Info("Run {RunId}: {Names} training names, {Steps} steps per epoch, {Epochs} epochs, {Workers} workers",
-            _plan.RunId, _plan.Train.Count, _run.StepsPerEpoch, _plan.Options.Epochs, _workers.Count);
+            _plan.RunId, _plan.Train.Count, _run.StepsPerEpoch, _plan.Options.Epochs, LiveWorkers);
         _trainClock.Start();
         _epochClock.Restart();
-        BeginStep();
+        if (_run.Finished) Finish();
+        else BeginStep();
     }
 
     private void BeginStep()
     {
         _microBatches = _run!.MicroBatches();
-        _results = new MicroBatchGradients?[_microBatches.Count];
-        _attempts = new int[_microBatches.Count];
+        var n = _microBatches.Count;
+        _results = new MicroBatchGradients?[n];
+        _failures = new int[n];
+        _failedOn = Enumerable.Range(0, n).Select(_ => new HashSet<IActorRef>()).ToArray();
+        _inFlight = Enumerable.Range(0, n).Select(_ => new List<(IActorRef, TimeSpan)>()).ToArray();
         _pending.Clear();
-        _pending.AddRange(Enumerable.Range(0, _microBatches.Count));
+        _pending.AddRange(Enumerable.Range(0, n));
+        _durations.Clear();
         _received = 0;
         Dispatch();
     }
 
-    /// <summary>Gives pending micro-batches, lowest index first, to idle workers in registration order.</summary>
+    /// <summary>Gives pending micro-batches, lowest index first, to idle workers; a retried one to a worker it has not failed on when there is one.</summary>
     private void Dispatch()
     {
-        if (!Started || _pending.Count == 0) return;
-        foreach (var worker in _workerOrder)
+        if (!Started || _requester is null) return;
+        foreach (var index in _pending.ToList())
         {
-            if (_pending.Count == 0) break;
-            var state = _workers[worker];
-            if (state.Outstanding.Count > 0) continue;
-            var index = _pending[0];
-            _pending.RemoveAt(0);
-            Assign(worker, state, index);
+            var idle = _workerOrder.Where(w => _workers[w].Idle).ToList();
+            if (idle.Count == 0) break;
+            var worker = idle.FirstOrDefault(w => !_failedOn[index].Contains(w)) ?? idle[0];
+            _pending.Remove(index);
+            Assign(worker, index);
         }
     }
 
-    private void Assign(IActorRef worker, WorkerState state, int index)
+    private void Assign(IActorRef worker, int index)
     {
         var run = _run!;
+        var state = _workers[worker];
         var batch = _microBatches[index];
         var parameters = state.KnownVersion == run.ParametersVersion ? null : run.Parameters;
         state.KnownVersion = run.ParametersVersion;
-        state.Outstanding.Add(index);
-        _attempts[index]++;
-        worker.Tell(new ComputeGradients(_plan.RunId, run.Step, index, run.ParametersVersion, parameters, batch.Names, batch.Labels));
+        state.Outstanding.Add((run.Step, index));
+        _inFlight[index].Add((worker, Now));
+        worker.Tell(new ComputeGradients(_plan.RunId, run.Step, index, run.ParametersVersion, parameters, batch.Names, batch.Labels, batch.NoiseSeed));
     }
+
+    /// <summary>A reply frees its worker whatever it says, for whichever step.</summary>
+    private TimeSpan? Release(long step, int microBatch)
+    {
+        if (_workers.TryGetValue(Sender, out var state)) state.Outstanding.Remove((step, microBatch));
+        if (!IsCurrentStep(step) || microBatch < 0 || microBatch >= _inFlight.Length) return null;
+        var entry = _inFlight[microBatch].FindIndex(e => e.Worker.Equals(Sender));
+        if (entry < 0) return null;
+        var since = _inFlight[microBatch][entry].Since;
+        _inFlight[microBatch].RemoveAt(entry);
+        return Now - since;
+    }
+
+    private bool IsCurrentStep(long step) => Started && step == _run!.Step;
 
     /// <summary>The first reply for the current (step, micro-batch) counts; a late, duplicate or foreign one is dropped.</summary>
-    private bool IsCurrent(string runId, long step, int microBatch) =>
-        Started && runId == _plan.RunId && step == _run!.Step && microBatch >= 0 && microBatch < _results.Length;
-
-    private void Release(int microBatch)
-    {
-        if (_workers.TryGetValue(Sender, out var state)) state.Outstanding.Remove(microBatch);
-    }
+    private bool IsOpen(string runId, long step, int microBatch) =>
+        runId == _plan.RunId && IsCurrentStep(step) && microBatch >= 0 && microBatch < _results.Length && _results[microBatch] is null;
 
     private void OnComputed(GradientsComputed reply)
     {
-        var current = IsCurrent(reply.RunId, reply.Step, reply.MicroBatch);
-        if (current) Release(reply.MicroBatch);
-        if (!current || _results[reply.MicroBatch] is not null)
+        var took = Release(reply.Step, reply.MicroBatch);
+        if (!IsOpen(reply.RunId, reply.Step, reply.MicroBatch))
         {
             _log.Debug("Dropped a late or duplicate reply for step {Step} micro-batch {MicroBatch}", reply.Step, reply.MicroBatch);
             Dispatch();
@@ -192,58 +250,162 @@ public sealed class TrainingCoordinator : ReceiveActor
         }
         _results[reply.MicroBatch] = new MicroBatchGradients(reply.LossSum, reply.Count, reply.Gradients);
         _pending.Remove(reply.MicroBatch);
+        if (took is { } t) _durations.Add(t.TotalSeconds);
         _received++;
         if (_workers.TryGetValue(Sender, out var state))
-        {
-            state.Completed++;
             _completedByWorker[state.Id] = _completedByWorker.GetValueOrDefault(state.Id) + 1;
-        }
         if (_received == _results.Length) CompleteStep();
         else Dispatch();
     }
 
     private void OnFailed(GradientsFailed failed)
     {
-        if (!IsCurrent(failed.RunId, failed.Step, failed.MicroBatch) || _results[failed.MicroBatch] is not null) return;
-        Release(failed.MicroBatch);
-        _log.Warning("Micro-batch {MicroBatch} of step {Step} failed on {Worker}: {Reason}",
-            failed.MicroBatch, failed.Step, _workers.GetValueOrDefault(Sender)?.Id ?? Sender.Path.ToString(), failed.Reason);
-        if (_attempts[failed.MicroBatch] >= _plan.MaxAttemptsPerMicroBatch)
+        Release(failed.Step, failed.MicroBatch);
+        if (!IsOpen(failed.RunId, failed.Step, failed.MicroBatch))
         {
-            var names = string.Join(", ", _microBatches[failed.MicroBatch].Names);
-            Fail($"micro-batch {failed.MicroBatch} of step {failed.Step} failed {_attempts[failed.MicroBatch]} times (last: {failed.Reason}); its names: {names}");
+            Dispatch();
             return;
         }
-        Requeue(failed.MicroBatch);
+        var index = failed.MicroBatch;
+        _failures[index]++;
+        _failedOn[index].Add(Sender);
+        _log.Warning("Micro-batch {MicroBatch} of step {Step} failed on {Worker} (failure {Failures} of at most {Attempts}): {Reason}",
+            index, failed.Step, _workers.GetValueOrDefault(Sender)?.Id ?? Sender.Path.ToString(), _failures[index], _plan.MaxAttemptsPerMicroBatch, failed.Reason);
+        if (_failures[index] >= _plan.MaxAttemptsPerMicroBatch)
+        {
+            var names = string.Join(", ", _microBatches[index].Names);
+            Fail($"micro-batch {index} of step {failed.Step} failed {_failures[index]} times (last: {failed.Reason}); its names: {names}");
+            return;
+        }
+        Requeue(index);
         Dispatch();
     }
 
     private void OnParametersMissing(ParametersMissing missing)
     {
         if (_workers.TryGetValue(Sender, out var state)) state.KnownVersion = -1;
-        if (!IsCurrent(missing.RunId, missing.Step, missing.MicroBatch) || _results[missing.MicroBatch] is not null) return;
-        Release(missing.MicroBatch);
-        _attempts[missing.MicroBatch]--;
-        Requeue(missing.MicroBatch);
+        Release(missing.Step, missing.MicroBatch);
+        if (IsOpen(missing.RunId, missing.Step, missing.MicroBatch)) Requeue(missing.MicroBatch);
         Dispatch();
     }
 
+    /// <summary>Puts a micro-batch back in line unless it is done, waiting, or still being computed elsewhere.</summary>
     private void Requeue(int microBatch)
     {
-        if (_results[microBatch] is not null || _pending.Contains(microBatch)) return;
-        if (_workers.Values.Any(w => w.Outstanding.Contains(microBatch))) return;
+        if (_results[microBatch] is not null || _pending.Contains(microBatch) || _inFlight[microBatch].Count > 0) return;
         var at = _pending.FindIndex(i => i > microBatch);
         _pending.Insert(at < 0 ? _pending.Count : at, microBatch);
+    }
+
+    /// <summary>Forgets what was in flight on a worker, and puts that work back in line.</summary>
+    private IReadOnlyList<int> TakeBackWork(IActorRef worker)
+    {
+        var taken = new List<int>();
+        for (var i = 0; i < _inFlight.Length; i++)
+            if (_inFlight[i].RemoveAll(e => e.Worker.Equals(worker)) > 0)
+            {
+                taken.Add(i);
+                Requeue(i);
+            }
+        return taken;
     }
 
     private void OnWorkerGone(IActorRef worker)
     {
         if (!_workers.Remove(worker, out var state)) return;
         _workerOrder.Remove(worker);
-        _log.Warning("Worker {Worker} is gone ({Workers} live); its micro-batches {MicroBatches} go to the others",
-            state.Id, _workers.Count, string.Join(",", state.Outstanding));
-        foreach (var index in state.Outstanding) Requeue(index);
+        var taken = TakeBackWork(worker);
+        _log.Warning("Worker {Worker} is gone ({Workers} live); its micro-batches [{MicroBatches}] go to the others",
+            state.Id, LiveWorkers, string.Join(",", taken));
+        if (LiveWorkers == 0) _waitingSince.Restart();
         Dispatch();
+    }
+
+    private void OnNodeUnreachable(Address address)
+    {
+        var taken = new List<int>();
+        foreach (var (worker, state) in _workers.Where(w => w.Value.Address.Equals(address) && !w.Value.Suspended).ToList())
+        {
+            state.Suspended = true;
+            taken.AddRange(TakeBackWork(worker));
+        }
+        if (taken.Count == 0 && !_workers.Values.Any(w => w.Address.Equals(address))) return;
+        _log.Warning("Node {Address} is unreachable ({Workers} workers live); its micro-batches [{MicroBatches}] go to the others",
+            address, LiveWorkers, string.Join(",", taken));
+        if (LiveWorkers == 0) _waitingSince.Restart();
+        Dispatch();
+    }
+
+    private void OnNodeReachable(Address address)
+    {
+        foreach (var state in _workers.Values.Where(w => w.Address.Equals(address) && w.Suspended))
+        {
+            state.Suspended = false;
+            state.Outstanding.Clear();
+            state.KnownVersion = -1;
+            _log.Info("Worker {Worker} is reachable again ({Workers} live)", state.Id, LiveWorkers);
+        }
+        Dispatch();
+    }
+
+    private void OnTick()
+    {
+        if (_requester is null) return;
+        if (LiveWorkers == 0 || (!Started && LiveWorkers < _plan.MinWorkers))
+        {
+            WaitForWorkers();
+            return;
+        }
+        if (!Started) return;
+        var now = Now;
+        for (var i = 0; i < _inFlight.Length; i++)
+        {
+            if (_results[i] is not null) continue;
+            foreach (var (worker, since) in _inFlight[i].ToList())
+                if (now - since > _plan.AssignmentTimeout)
+                {
+                    _inFlight[i].RemoveAll(e => e.Worker.Equals(worker));
+                    _log.Warning("Micro-batch {MicroBatch} of step {Step} took over {Timeout} on {Worker}; it goes to another worker",
+                        i, _run!.Step, _plan.AssignmentTimeout, _workers.GetValueOrDefault(worker)?.Id ?? worker.Path.ToString());
+                    Requeue(i);
+                }
+        }
+        Dispatch();
+        ReissueStragglers(now);
+    }
+
+    /// <summary>With nothing left to hand out, a micro-batch running far longer than its finished peers also goes to an idle worker; the first reply wins.</summary>
+    private void ReissueStragglers(TimeSpan now)
+    {
+        if (_pending.Count > 0 || _durations.Count == 0) return;
+        var sorted = _durations.Order().ToList();
+        var limit = Math.Max(_plan.StragglerFactor * sorted[sorted.Count / 2], 0.25);
+        for (var i = 0; i < _inFlight.Length; i++)
+        {
+            if (_results[i] is not null || _inFlight[i].Count != 1) continue;
+            var (slow, since) = _inFlight[i][0];
+            if ((now - since).TotalSeconds < limit) continue;
+            var idle = _workerOrder.FirstOrDefault(w => _workers[w].Idle && !w.Equals(slow));
+            if (idle is null) return;
+            _log.Info("Micro-batch {MicroBatch} of step {Step} has run {Seconds:F2} s on {Worker}; also given to {Other}",
+                i, _run!.Step, (now - since).TotalSeconds, _workers.GetValueOrDefault(slow)?.Id ?? "?", _workers[idle].Id);
+            Assign(idle, i);
+        }
+    }
+
+    private void WaitForWorkers()
+    {
+        var waited = _waitingSince.Elapsed;
+        if (waited - _lastWaitingLog >= WaitingLogInterval || _lastWaitingLog > waited)
+        {
+            _lastWaitingLog = waited;
+            _log.Warning("Waiting for workers: {Live} live, {Needed} needed, for {Seconds:F0} s (giving up after {Timeout} s)",
+                LiveWorkers, Started ? 1 : _plan.MinWorkers, waited.TotalSeconds, _plan.WorkerTimeout.TotalSeconds);
+        }
+        if (_plan.WorkerTimeout <= TimeSpan.Zero || waited < _plan.WorkerTimeout) return;
+        var saved = SaveCheckpoint();
+        var resume = saved is null ? "" : $"; the run was saved in {saved}; continue it with: train --resume {_plan.RunDirectory}";
+        Fail($"no worker for {_plan.WorkerTimeout.TotalSeconds:F0} s ({LiveWorkers} live, {(Started ? 1 : _plan.MinWorkers)} needed){resume}", checkpoint: false);
     }
 
     private void CompleteStep()
@@ -259,6 +421,8 @@ public sealed class TrainingCoordinator : ReceiveActor
             return;
         }
         if (outcome.EpochEnded) CompleteEpoch(outcome);
+        var every = _plan.CheckpointEvery;
+        if ((every > 0 && run.Step % every == 0) || (every <= 0 && outcome.EpochEnded)) SaveCheckpoint();
         if (_requester is null) return;
         if (run.Finished) Finish();
         else BeginStep();
@@ -271,7 +435,7 @@ public sealed class TrainingCoordinator : ReceiveActor
         var evaluated = _run!.ModelParameters;
         var (loss, report) = _evaluator!.Evaluate(evaluated, _plan.Validation);
         var summary = new EpochSummary(outcome.Epoch + 1, _epochLossSum / _epochNames, loss, report.Accuracy, report.MacroF1,
-            outcome.LearningRate, _epochNames / seconds, seconds, _workers.Count);
+            outcome.LearningRate, _epochNames / seconds, seconds, LiveWorkers);
         _epochs.Add(summary);
         if (_bestValidation is null || report.Accuracy > _bestValidation.Accuracy)
         {
@@ -288,18 +452,45 @@ public sealed class TrainingCoordinator : ReceiveActor
         _epochClock.Restart();
     }
 
+    private double TrainSeconds => _previousTrainSeconds + _trainClock.Elapsed.TotalSeconds;
+
+    private string? SaveCheckpoint()
+    {
+        if (_plan.RunDirectory is null || _run is null) return null;
+        var book = new Bookkeeping(_bestEpoch, _bestValidation, _epochs.ToList(), new Dictionary<string, int>(_completedByWorker), _trainedNames, TrainSeconds);
+        var path = CheckpointStore.Write(_plan.RunDirectory, new Checkpoint(_run.Capture(), _bestParameters, JsonSerializer.Serialize(book)));
+        _log.Debug("Checkpoint {Path}", path);
+        return path;
+    }
+
+    private void Restore(Checkpoint checkpoint)
+    {
+        var book = JsonSerializer.Deserialize<Bookkeeping>(checkpoint.Bookkeeping)
+                   ?? throw new InvalidOperationException("a checkpoint without bookkeeping");
+        _bestEpoch = book.BestEpoch;
+        _bestValidation = book.BestValidation;
+        _bestParameters = checkpoint.BestParameters;
+        _epochs.AddRange(book.Epochs);
+        foreach (var (worker, count) in book.MicroBatchesPerWorker) _completedByWorker[worker] = count;
+        _trainedNames = book.TrainedNames;
+        _previousTrainSeconds = book.TrainSeconds;
+    }
+
     private void Finish()
     {
         _trainClock.Stop();
-        var (_, test) = _evaluator!.Evaluate(_bestParameters!, _plan.Test);
-        var seconds = _trainClock.Elapsed.TotalSeconds;
-        _requester!.Tell(new TrainingCompleted(_plan.RunId, _run!.ModelParameters, _bestParameters!, _bestEpoch, _epochs, _bestValidation!, test,
-            seconds, _trainedNames / seconds, new Dictionary<string, int>(_completedByWorker)));
+        var best = _bestParameters ?? _run!.ModelParameters;
+        var (_, test) = _evaluator!.Evaluate(best, _plan.Test);
+        var validation = _bestValidation ?? _evaluator.Evaluate(best, _plan.Validation).Report;
+        var seconds = TrainSeconds;
+        _requester!.Tell(new TrainingCompleted(_plan.RunId, _run!.ModelParameters, best, _bestEpoch, _epochs, validation, test,
+            seconds, _trainedNames / Math.Max(seconds, 1e-9), new Dictionary<string, int>(_completedByWorker)));
         _requester = null;
     }
 
-    private void Fail(string reason)
+    private void Fail(string reason, bool checkpoint = true)
     {
+        if (checkpoint) SaveCheckpoint();
         _log.Error("Run {RunId} failed: {Reason}", _plan.RunId, reason);
         _requester?.Tell(new TrainingFailed(_plan.RunId, reason));
         _requester = null;

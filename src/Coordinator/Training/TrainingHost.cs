@@ -10,7 +10,7 @@ using Serilog;
 namespace NameRnn.Coordinator.Training;
 
 /// <summary>How the coordinator's node is reached in cluster mode.</summary>
-public sealed record ClusterMode(string Hostname, int Port, IReadOnlyList<string> SeedNodes, int MaxFrameSize, string? AddressFile);
+public sealed record ClusterMode(string Hostname, string? PublicHostname, int Port, IReadOnlyList<string> SeedNodes, int MaxFrameSize, string? AddressFile, TlsOptions? Tls);
 
 /// <summary>
 /// Runs a plan in an actor system of its own. Local mode: the coordinator and N worker actors in
@@ -19,7 +19,7 @@ public sealed record ClusterMode(string Hostname, int Port, IReadOnlyList<string
 /// </summary>
 public static class TrainingHost
 {
-    public static async Task<object> RunAsync(TrainingPlan plan, int localWorkers, ClusterMode? cluster, ILogger log, CancellationToken cancellation)
+    public static async Task<object> RunAsync(TrainingPlan plan, int localWorkers, ClusterMode? cluster, WorkerFaults firstWorkerFaults, ILogger log, CancellationToken cancellation)
     {
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
         builder.Services.AddSerilog(log);
@@ -27,7 +27,7 @@ public static class TrainingHost
         {
             akka.AddNameRnnDefaults();
             if (cluster is not null)
-                akka.AddNameRnnCluster(new ClusterNodeOptions(NameRnnHosting.CoordinatorRole, cluster.Hostname, cluster.Port, cluster.SeedNodes, cluster.MaxFrameSize));
+                akka.AddNameRnnCluster(new ClusterNodeOptions(NameRnnHosting.CoordinatorRole, cluster.Hostname, cluster.Port, cluster.SeedNodes, cluster.MaxFrameSize, cluster.PublicHostname) { Tls = cluster.Tls });
         });
         using var host = builder.Build();
         await host.StartAsync(cancellation);
@@ -36,7 +36,7 @@ public static class TrainingHost
             var system = host.Services.GetRequiredService<ActorSystem>();
             var coordinator = system.ActorOf(TrainingCoordinator.Props(plan), NameRnnHosting.CoordinatorName);
             for (var i = 1; i <= localWorkers; i++)
-                system.ActorOf(GradientWorker.Props(coordinator, $"local-{i}"), $"worker-{i}");
+                system.ActorOf(GradientWorker.Props(coordinator, $"local-{i}", faults: i == 1 ? firstWorkerFaults : null), $"worker-{i}");
             if (cluster is not null) AnnounceClusterNode(system, cluster, log);
             return await coordinator.Ask<object>(StartTraining.Instance, Timeout.InfiniteTimeSpan, cancellation);
         }

@@ -17,6 +17,24 @@ public sealed record TrainingPlan(
     int MaxAttemptsPerMicroBatch = 3,
     string ClusterSecret = "")
 {
+    /// <summary>Where checkpoints go; none are written when null.</summary>
+    public string? RunDirectory { get; init; }
+
+    /// <summary>A checkpoint every this many steps; 0 = after every epoch.</summary>
+    public int CheckpointEvery { get; init; }
+
+    /// <summary>The checkpoint to continue from, or null for a new run.</summary>
+    public Checkpoint? Resume { get; init; }
+
+    /// <summary>How long to wait with no live worker before saving a checkpoint and giving up; zero or less = forever.</summary>
+    public TimeSpan WorkerTimeout { get; init; } = TimeSpan.FromSeconds(120);
+
+    /// <summary>How long one assignment may take before its micro-batch is given to another worker too.</summary>
+    public TimeSpan AssignmentTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>A micro-batch running this many times longer than the median of its step's finished ones is also given to an idle worker.</summary>
+    public double StragglerFactor { get; init; } = 4;
+
     public float[] InitialParameters() => ParameterInit.Create(Model, Options.Seed);
     public float[]? ClassWeights() => TrainingRun.ClassWeights(Train, Model.Classes, Options.ClassWeightPower);
 }
@@ -49,3 +67,12 @@ public sealed record TrainingCompleted(
 }
 
 public sealed record TrainingFailed(string RunId, string Reason);
+
+/// <summary>The coordinator's own record of a run, saved in every checkpoint.</summary>
+public sealed record Bookkeeping(
+    int BestEpoch,
+    ClassificationReport? BestValidation,
+    IReadOnlyList<EpochSummary> Epochs,
+    IReadOnlyDictionary<string, int> MicroBatchesPerWorker,
+    long TrainedNames,
+    double TrainSeconds);

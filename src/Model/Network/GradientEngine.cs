@@ -16,10 +16,12 @@ public sealed class GradientEngine : IDisposable
 {
     private readonly NameClassifier _module;
     private readonly Tensor? _classWeights;
+    private readonly double _dropout;
     private long _loadedVersion = -1;
 
-    public GradientEngine(ModelConfig config, float[]? classWeights)
+    public GradientEngine(ModelConfig config, float[]? classWeights, double dropout = 0)
     {
+        _dropout = dropout;
         _module = new NameClassifier(config);
         _module.train();
         if (classWeights is not null)
@@ -41,14 +43,16 @@ public sealed class GradientEngine : IDisposable
         _loadedVersion = version;
     }
 
-    public MicroBatchGradients Compute(IReadOnlyList<string> names, IReadOnlyList<int> labels)
+    /// <summary>The gradient sum of one micro-batch; <paramref name="noiseSeed"/> seeds its dropout masks.</summary>
+    public MicroBatchGradients Compute(IReadOnlyList<string> names, IReadOnlyList<int> labels, long noiseSeed = 0)
     {
         if (_loadedVersion < 0) throw new InvalidOperationException("no parameters loaded");
         if (names.Count != labels.Count) throw new ArgumentException("names and labels differ in length");
         using var scope = torch.NewDisposeScope();
         var packed = PackedNames.Pack(names.Select(Alphabet.Encode).ToList());
         var sortedLabels = torch.tensor(packed.Order.Select(i => (long)labels[i]).ToArray(), dtype: ScalarType.Int64);
-        var logits = _module.forward(packed);
+        using var dropout = _dropout > 0 ? new Dropout(_dropout, noiseSeed) : null;
+        var logits = _module.Forward(packed, dropout);
         var loss = nn.functional.cross_entropy(logits, sortedLabels, _classWeights, reduction: nn.Reduction.Sum);
         _module.zero_grad();
         loss.backward();

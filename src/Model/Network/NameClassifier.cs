@@ -25,6 +25,7 @@ public sealed class NameClassifier : nn.Module<PackedNames, Tensor>
     private readonly Parameter[] _weights;
 
     private static Tensor Add(Tensor a, Tensor b) => a.add(b, One);
+    private static Tensor Drop(Tensor x, Dropout? dropout) => dropout is null ? x : dropout.Apply(x);
     private static Tensor Sub(Tensor a, Tensor b) => a.add(b, MinusOne);
 
     public NameClassifier(ModelConfig config, ScalarType dtype = ScalarType.Float32) : base(nameof(NameClassifier))
@@ -42,26 +43,28 @@ public sealed class NameClassifier : nn.Module<PackedNames, Tensor>
     /// <summary>The parameters in the module's parameter order (the order of the flat arrays).</summary>
     public IReadOnlyList<Parameter> OrderedParameters => _weights;
 
-    public override Tensor forward(PackedNames batch)
+    public override Tensor forward(PackedNames batch) => Forward(batch, null);
+
+    /// <summary>The logits, with dropout on the input projections and the last state when <paramref name="dropout"/> is given (training).</summary>
+    public Tensor Forward(PackedNames batch, Dropout? dropout)
     {
         var tokens = torch.tensor(batch.Tokens, dtype: ScalarType.Int64);
-        return _config.Cell switch
+        var last = _config.Cell switch
         {
-            Cells.Rnn => Output(Elman(batch, tokens)),
-            Cells.Gru => Output(Gru(batch, tokens)),
-            Cells.Lstm => Output(Lstm(batch, tokens)),
+            Cells.Rnn => Elman(batch, tokens, dropout),
+            Cells.Gru => Gru(batch, tokens, dropout),
+            Cells.Lstm => Lstm(batch, tokens, dropout),
             _ => throw new InvalidOperationException($"unknown cell '{_config.Cell}'"),
         };
+        if (dropout is not null) last = dropout.Apply(last);
+        return torch.addmm(_weights[^1], last, _weights[^2].t(), 1, 1);
     }
 
-    private Tensor Output(Tensor last) =>
-        torch.addmm(_weights[^1], last, _weights[^2].t(), 1, 1);
-
     /// <summary>s_t = tanh(U x_t + W s_{t-1} + b), s_0 = 0.</summary>
-    private Tensor Elman(PackedNames batch, Tensor tokens)
+    private Tensor Elman(PackedNames batch, Tensor tokens, Dropout? dropout)
     {
         var (u, w, b) = (_weights[0], _weights[1], _weights[2]);
-        var inputs = Add(u.t().index_select(0, tokens), b);
+        var inputs = Add(Drop(u.t().index_select(0, tokens), dropout), b);
         return Unroll(batch, inputs, (x, state, n) =>
         {
             var h = state is null ? torch.tanh(x) : torch.tanh(torch.addmm(x, state[0].narrow(0, 0, n), w.t(), 1, 1));
@@ -70,10 +73,10 @@ public sealed class NameClassifier : nn.Module<PackedNames, Tensor>
     }
 
     /// <summary>PyTorch's GRU: r, z gates; n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)); h' = (1 − z) ⊙ n + z ⊙ h.</summary>
-    private Tensor Gru(PackedNames batch, Tensor tokens)
+    private Tensor Gru(PackedNames batch, Tensor tokens, Dropout? dropout)
     {
         var (wih, whh, bih, bhh) = (_weights[0], _weights[1], _weights[2], _weights[3]);
-        var inputs = Add(wih.t().index_select(0, tokens), bih);
+        var inputs = Add(Drop(wih.t().index_select(0, tokens), dropout), bih);
         var hidden = _config.Hidden;
         return Unroll(batch, inputs, (x, state, n) =>
         {
@@ -96,10 +99,10 @@ public sealed class NameClassifier : nn.Module<PackedNames, Tensor>
     }
 
     /// <summary>PyTorch's LSTM: i, f, g, o gates; c' = f ⊙ c + i ⊙ g; h' = o ⊙ tanh(c').</summary>
-    private Tensor Lstm(PackedNames batch, Tensor tokens)
+    private Tensor Lstm(PackedNames batch, Tensor tokens, Dropout? dropout)
     {
         var (wih, whh, bih, bhh) = (_weights[0], _weights[1], _weights[2], _weights[3]);
-        var inputs = Add(Add(wih.t().index_select(0, tokens), bih), bhh);
+        var inputs = Add(Add(Drop(wih.t().index_select(0, tokens), dropout), bih), bhh);
         return Unroll(batch, inputs, (x, state, n) =>
         {
             var gates = state is null ? x : torch.addmm(x, state[0].narrow(0, 0, n), whh.t(), 1, 1);

@@ -11,11 +11,11 @@ public static class PlainTrainer
 {
     public static float[] Train(TrainingRun run, float[]? classWeights, Action<StepOutcome>? onStep = null)
     {
-        using var engine = new GradientEngine(run.Config, classWeights);
+        using var engine = new GradientEngine(run.Config, classWeights, run.Options.Dropout);
         while (!run.Finished)
         {
             engine.LoadParameters(run.ParametersVersion, run.Parameters);
-            var gradients = run.MicroBatches().Select(mb => engine.Compute(mb.Names, mb.Labels)).ToList();
+            var gradients = run.MicroBatches().Select(mb => engine.Compute(mb.Names, mb.Labels, mb.NoiseSeed)).ToList();
             var outcome = run.Apply(gradients);
             onStep?.Invoke(outcome);
         }

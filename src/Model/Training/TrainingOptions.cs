@@ -22,6 +22,8 @@ public sealed record TrainingOptions
     /// <summary>Class weight (largest class size / class size)^power in the loss; 0 weights all classes alike.</summary>
     public double ClassWeightPower { get; init; } = 0.3;
     public long Seed { get; init; } = 1;
+    /// <summary>Dropout rate on the input projections and on the last state before the output layer; 0 = none.</summary>
+    public double Dropout { get; init; }
     /// <summary>Decay of the moving average of the parameters that is evaluated and kept; 0 keeps the raw parameters.</summary>
     public double AverageDecay { get; init; }
 }

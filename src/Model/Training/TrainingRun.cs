@@ -4,7 +4,14 @@ using NameRnn.Model.Network;
 namespace NameRnn.Model.Training;
 
 /// <summary>One micro-batch of the current step: its index within the step and its names.</summary>
-public sealed record MicroBatch(int Index, string[] Names, int[] Labels);
+public sealed record MicroBatch(int Index, string[] Names, int[] Labels, long NoiseSeed);
+
+/// <summary>
+/// Everything a run carries from step to step: its position, the parameters, their moving average
+/// and the optimizer state. The epoch order needs no state of its own: it is a function of the
+/// seed and the epoch.
+/// </summary>
+public sealed record RunState(int Epoch, int StepInEpoch, long Step, float[] Parameters, float[]? Average, OptimizerState Optimizer);
 
 /// <summary>What one optimizer step did.</summary>
 public sealed record StepOutcome(long Step, int Epoch, double Loss, double LearningRate, double GradientNorm, int Names, bool EpochEnded);
@@ -24,21 +31,40 @@ public sealed class TrainingRun
     private readonly float[]? _average;
 
     public TrainingRun(TrainingOptions options, ModelConfig config, IReadOnlyList<LabelledName> train, float[] initialParameters)
+        : this(options, config, train, new RunState(0, 0, 0, initialParameters,
+            options.AverageDecay > 0 ? initialParameters : null, new OptimizerState(options.Optimizer, 0, [])), fresh: true)
+    {
+    }
+
+    /// <summary>Continues a run from a state captured by <see cref="Capture"/>; it goes on exactly as the original would have.</summary>
+    public TrainingRun(TrainingOptions options, ModelConfig config, IReadOnlyList<LabelledName> train, RunState state)
+        : this(options, config, train, state, fresh: false)
+    {
+    }
+
+    private TrainingRun(TrainingOptions options, ModelConfig config, IReadOnlyList<LabelledName> train, RunState state, bool fresh)
     {
         if (train.Count == 0) throw new ArgumentException("the training split is empty", nameof(train));
-        if (initialParameters.Length != config.ParameterCount)
-            throw new ArgumentException($"{initialParameters.Length} initial parameters for a model of {config.ParameterCount}");
+        if (state.Parameters.Length != config.ParameterCount)
+            throw new ArgumentException($"{state.Parameters.Length} parameters for a model of {config.ParameterCount}");
         _options = options;
         _train = train;
         Config = config;
-        Parameters = (float[])initialParameters.Clone();
-        _average = options.AverageDecay > 0 ? (float[])initialParameters.Clone() : null;
-        _optimizer = Optimizers.Create(options.Optimizer, config.ParameterCount, options.Momentum, options.WeightDecay);
+        Parameters = (float[])state.Parameters.Clone();
+        _average = options.AverageDecay > 0 ? (float[])(state.Average ?? state.Parameters).Clone() : null;
+        _optimizer = Optimizers.Create(options.Optimizer, config.ParameterCount, options.Momentum, options.WeightDecay, fresh ? null : state.Optimizer);
         StepsPerEpoch = (train.Count + options.BatchSize - 1) / options.BatchSize;
-        _order = SplitMix64.EpochPermutation(train.Count, options.Seed, 0);
+        if (state.StepInEpoch < 0 || state.StepInEpoch >= StepsPerEpoch || state.Epoch < 0)
+            throw new ArgumentException($"position epoch {state.Epoch}, step {state.StepInEpoch} does not fit {StepsPerEpoch} steps per epoch");
+        (Epoch, StepInEpoch, Step) = (state.Epoch, state.StepInEpoch, state.Step);
+        _order = SplitMix64.EpochPermutation(train.Count, options.Seed, Epoch);
     }
 
+    /// <summary>The run's whole state between two steps.</summary>
+    public RunState Capture() => new(Epoch, StepInEpoch, Step, Parameters, _average is null ? null : (float[])_average.Clone(), _optimizer.State);
+
     public ModelConfig Config { get; }
+    public TrainingOptions Options => _options;
     public int StepsPerEpoch { get; }
     public long TotalSteps => (long)StepsPerEpoch * _options.Epochs;
     public int Epoch { get; private set; }
@@ -69,10 +95,14 @@ public sealed class TrainingRun
         {
             var e = Math.Min(s + _options.MicroBatch, end);
             var pairs = Enumerable.Range(s, e - s).Select(i => _train[_order[i]]).ToArray();
-            result.Add(new MicroBatch(result.Count, pairs.Select(p => p.Name).ToArray(), pairs.Select(p => p.Label).ToArray()));
+            result.Add(new MicroBatch(result.Count, pairs.Select(p => p.Name).ToArray(), pairs.Select(p => p.Label).ToArray(), NoiseSeed(result.Count)));
         }
         return result;
     }
+
+    /// <summary>The seed of the dropout masks of micro-batch <paramref name="index"/> of the current step: the same whoever computes it.</summary>
+    private long NoiseSeed(int index) =>
+        (long)new SplitMix64(unchecked((ulong)_options.Seed * 0xA24BAED4963EE407UL ^ (ulong)Step * 0x9FB21C651E98DF25UL ^ (ulong)index)).NextUInt64();
 
     /// <summary>Adds the micro-batch sums in micro-batch order, averages over the batch and takes one optimizer step.</summary>
     public StepOutcome Apply(IReadOnlyList<MicroBatchGradients> inMicroBatchOrder)

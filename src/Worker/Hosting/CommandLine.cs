@@ -15,6 +15,9 @@ public sealed class OptionAttribute(string name, string help) : Attribute
     public string Help { get; } = help;
     /// <summary>Shown in the help as the value's placeholder; empty for a flag.</summary>
     public string Value { get; init; } = "X";
+
+    /// <summary>Left out of the help (options for the project's own tests).</summary>
+    public bool Hidden { get; init; }
 }
 
 /// <summary>
@@ -24,7 +27,7 @@ public sealed class OptionAttribute(string name, string help) : Attribute
 /// </summary>
 public static class CommandLine
 {
-    public static IReadOnlyList<string> Apply(object settings, IReadOnlyList<string> args)
+    public static IReadOnlyList<string> Apply(object settings, IReadOnlyList<string> args, ISet<string>? given = null)
     {
         var options = OptionsOf(settings.GetType()).ToDictionary(o => o.Attribute.Name, o => o.Property);
         var positionals = new List<string>();
@@ -55,6 +58,7 @@ public static class CommandLine
             else
                 throw new UsageException($"option {name} needs a value");
             property.SetValue(settings, Convert(name, value, property.PropertyType));
+            given?.Add(name);
         }
         return positionals;
     }
@@ -90,7 +94,7 @@ public static class CommandLine
 
     /// <summary>One line per option, with its default value unless the help text already says it.</summary>
     public static string Help(object defaults) => string.Join(Environment.NewLine,
-        OptionsOf(defaults.GetType()).Select(o =>
+        OptionsOf(defaults.GetType()).Where(o => !o.Attribute.Hidden).Select(o =>
         {
             var isFlag = o.Property.PropertyType == typeof(bool);
             var left = isFlag ? o.Attribute.Name : $"{o.Attribute.Name} {o.Attribute.Value}";

@@ -1,14 +1,41 @@
 using Akka.Cluster.Hosting;
-using Akka.Cluster.Hosting.SBR;
 using Akka.Hosting;
 using Akka.Logger.Serilog;
 using Akka.Remote.Hosting;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using NameRnn.Contracts;
 
 namespace NameRnn.Worker.Hosting;
 
 /// <summary>Where a cluster node listens and how it finds the cluster.</summary>
-public sealed record ClusterNodeOptions(string Role, string Hostname, int Port, IReadOnlyList<string> SeedNodes, int MaxFrameSize);
+/// <remarks><see cref="PublicHostname"/> is the name others reach the node by when it differs from the address it binds (containers: bind 0.0.0.0, be reached as the service name).</remarks>
+public sealed record ClusterNodeOptions(string Role, string Hostname, int Port, IReadOnlyList<string> SeedNodes, int MaxFrameSize, string? PublicHostname = null)
+{
+    /// <summary>TLS for the remote transport: every node presents this certificate; null = plain TCP.</summary>
+    public TlsOptions? Tls { get; init; }
+}
+
+/// <summary>
+/// A PKCS#12 certificate (with its private key) for the remote transport. <see cref="Insecure"/>
+/// skips the validation of the peer's certificate chain, for self-signed certificates.
+/// </summary>
+public sealed record TlsOptions(string CertificatePath, string Password, bool Insecure)
+{
+    public X509Certificate2 Load()
+    {
+        if (!File.Exists(CertificatePath))
+            throw new UsageException($"option --tls-certificate: '{CertificatePath}' does not exist: expected a PKCS#12 (.pfx) file with the node's certificate and key");
+        try
+        {
+            return X509CertificateLoader.LoadPkcs12FromFile(CertificatePath, Password);
+        }
+        catch (CryptographicException e)
+        {
+            throw new UsageException($"option --tls-certificate: cannot read '{CertificatePath}' with the password given (--tls-password): {e.Message}");
+        }
+    }
+}
 
 /// <summary>The Akka.Hosting configuration every NameRnn node shares.</summary>
 public static class NameRnnHosting
@@ -23,8 +50,8 @@ public static class NameRnnHosting
 
     /// <summary>The TorchSharp dispatcher and Serilog as Akka's logger.</summary>
     public static AkkaConfigurationBuilder AddNameRnnDefaults(this AkkaConfigurationBuilder akka) => akka
-        .AddHocon(TorchDispatcher.Hocon, HoconAddMode.Prepend)
-        .AddHocon("akka.stdout-loglevel = WARNING", HoconAddMode.Prepend)
+        .AddHocon(TorchDispatcher.Hocon, HoconAddMode.Append)
+        .AddHocon("akka.stdout-loglevel = WARNING", HoconAddMode.Append)
         .ConfigureLoggers(loggers =>
         {
             loggers.ClearLoggers();
@@ -36,32 +63,49 @@ public static class NameRnnHosting
         akka.WithCustomSerializer("namernn", [typeof(INameRnnMessage)], system => new NameRnnSerializer(system));
 
     /// <summary>
-    /// Remoting over TCP with the same frame size on every node, clustering with the node's role,
-    /// and a split-brain resolver that keeps the side of the coordinator: a worker cut off from it
-    /// is downed (and its work reassigned), never the coordinator.
+    /// Remoting over TCP with the same frame size on every node and clustering with the node's role.
+    /// There is no automatic downing: the coordinator itself downs a worker node that stays
+    /// unreachable (after giving its work to the others), and a worker node that loses the
+    /// coordinator shuts down; so a dead worker can never take the coordinator down with it.
     /// </summary>
     public static AkkaConfigurationBuilder AddNameRnnCluster(this AkkaConfigurationBuilder akka, ClusterNodeOptions options) => akka
-        .WithRemoting(new RemoteOptions
-        {
-            HostName = options.Hostname,
-            Port = options.Port,
-            MaxFrameSize = options.MaxFrameSize,
-            SendBufferSize = options.MaxFrameSize,
-            ReceiveBufferSize = options.MaxFrameSize,
-        })
+        .WithRemoting(Remoting(options))
         .WithClustering(new ClusterOptions
         {
             Roles = [options.Role],
             SeedNodes = options.SeedNodes.ToArray(),
-            SplitBrainResolver = new KeepOldestOption { DownIfAlone = false, Role = CoordinatorRole },
         })
         .AddHocon("""
             akka.remote.dot-netty.tcp.batching.enabled = false
-            akka.cluster.split-brain-resolver.stable-after = 5s
+            akka.cluster.downing-provider-class = ""
             akka.cluster.shutdown-after-unsuccessful-join-seed-nodes = 60s
             akka.coordinated-shutdown.exit-clr = off
-            """, HoconAddMode.Prepend)
+            """, HoconAddMode.Append)
         .AddNameRnnSerialization();
+
+    private static RemoteOptions Remoting(ClusterNodeOptions options)
+    {
+        var remote = new RemoteOptions
+        {
+            HostName = options.Hostname,
+            PublicHostName = string.IsNullOrEmpty(options.PublicHostname) ? null : options.PublicHostname,
+            Port = options.Port,
+            MaxFrameSize = options.MaxFrameSize,
+            SendBufferSize = options.MaxFrameSize,
+            ReceiveBufferSize = options.MaxFrameSize,
+        };
+        if (options.Tls is { } tls)
+        {
+            remote.EnableSsl = true;
+            remote.Ssl = new SslOptions
+            {
+                X509Certificate = tls.Load(),
+                SuppressValidation = tls.Insecure,
+                ValidateCertificateHostname = false,
+            };
+        }
+        return remote;
+    }
 
     /// <summary>The bytes one parameter or gradient message needs: the float payload plus room for the names and the header.</summary>
     public static long RequiredFrameSize(int parameterCount, int namesPerMessage) =>

@@ -44,6 +44,18 @@ public class TrainTests
     }
 
     [Fact]
+    public async Task Dropout_masks_do_not_depend_on_the_worker_count()
+    {
+        var root = TestData.TempFolder();
+        string[] gru = ["--cell", "gru", "--hidden", "16", "--dropout", "0.3"];
+        var one = await TrainAsync(Path.Combine(root, "one"), [.. gru, "--workers", "1"]);
+        var three = await TrainAsync(Path.Combine(root, "three"), [.. gru, "--workers", "3"]);
+        var none = await TrainAsync(Path.Combine(root, "none"), ["--cell", "gru", "--hidden", "16", "--dropout", "0", "--workers", "1"]);
+        Assert.Equal(one.GetProperty("parameters_sha256").GetString(), three.GetProperty("parameters_sha256").GetString());
+        Assert.NotEqual(one.GetProperty("parameters_sha256").GetString(), none.GetProperty("parameters_sha256").GetString());
+    }
+
+    [Fact]
     public async Task Another_seed_gives_other_parameters()
     {
         var root = TestData.TempFolder();

@@ -21,12 +21,13 @@ public sealed class SerializerTests : IDisposable
 
     [Property]
     public void ComputeGradients_round_trips(NonNull<string> runId, long step, int microBatch, long version, bool withParameters,
-        float[] parameters, NonNull<string>[] names)
+        float[] parameters, NonNull<string>[] names, long noiseSeed)
     {
         var labels = names.Select((_, i) => i % 18).ToArray();
-        var message = new ComputeGradients(Text(runId), step, microBatch, version, withParameters ? parameters : null, names.Select(Text).ToArray(), labels);
+        var message = new ComputeGradients(Text(runId), step, microBatch, version, withParameters ? parameters : null, names.Select(Text).ToArray(), labels, noiseSeed);
         var back = (ComputeGradients)RoundTrip(message);
-        Assert.Equal((message.RunId, message.Step, message.MicroBatch, message.ParametersVersion), (back.RunId, back.Step, back.MicroBatch, back.ParametersVersion));
+        Assert.Equal((message.RunId, message.Step, message.MicroBatch, message.ParametersVersion, message.NoiseSeed),
+            (back.RunId, back.Step, back.MicroBatch, back.ParametersVersion, back.NoiseSeed));
         AssertSameFloats(message.Parameters, back.Parameters);
         Assert.Equal(message.Names, back.Names);
         Assert.Equal(message.Labels, back.Labels);
@@ -50,7 +51,7 @@ public sealed class SerializerTests : IDisposable
         [
             spec,
             new RegisterWorker(n, Text(a), Text(b), Text(c)),
-            new WorkerAccepted(Text(c), spec, weights),
+            new WorkerAccepted(Text(c), spec, weights, step / 3.0),
             new WorkerRefused(Text(a)),
             new GradientsFailed(Text(a), step, n, Text(b)),
             new ParametersMissing(Text(b), step, m, step ^ n),
@@ -62,7 +63,7 @@ public sealed class SerializerTests : IDisposable
             if (message is WorkerAccepted accepted)
             {
                 var other = (WorkerAccepted)back;
-                Assert.Equal((accepted.RunId, accepted.Model), (other.RunId, other.Model));
+                Assert.Equal((accepted.RunId, accepted.Model, accepted.Dropout), (other.RunId, other.Model, other.Dropout));
                 AssertSameFloats(accepted.ClassWeights, other.ClassWeights);
             }
             else
@@ -80,7 +81,7 @@ public sealed class SerializerTests : IDisposable
         var values = Enumerable.Range(0, count).Select(i => (float)Math.Sin(i)).ToArray();
         var raw = count * sizeof(float);
         var names = Enumerable.Range(0, 32).Select(i => $"Name{i}").ToArray();
-        var compute = new ComputeGradients("20261127-000000-abcdef", 123_456, 7, 123_456, values, names, new int[32]);
+        var compute = new ComputeGradients("20261127-000000-abcdef", 123_456, 7, 123_456, values, names, new int[32], 99);
         var namesBytes = names.Sum(n => n.Length + 4) + 32 * 4 + 8;
         Assert.True(_serializer.ToBinary(compute).Length <= raw * 1.01 + 256 + namesBytes);
         var computed = new GradientsComputed("20261127-000000-abcdef", 123_456, 7, 12.5, 32, values);
@@ -114,7 +115,7 @@ public sealed class SerializerTests : IDisposable
     [Fact]
     public void A_corrupted_length_raises_a_serialization_error()
     {
-        var bytes = _serializer.ToBinary(new ComputeGradients("run", 1, 0, 1, [1f, 2f], ["Ann"], [3]));
+        var bytes = _serializer.ToBinary(new ComputeGradients("run", 1, 0, 1, [1f, 2f], ["Ann"], [3], 5));
         bytes[1 + 4 + 3 + 8 + 4 + 8] = 0x7F; // the low byte of the parameter count
         Assert.Throws<SerializationException>(() => _serializer.FromBinary(bytes, "CG"));
     }
