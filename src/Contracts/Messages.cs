@@ -10,7 +10,7 @@ public static class Protocol
 }
 
 /// <summary>What a worker needs to build the model it computes gradients for.</summary>
-public sealed record ModelSpec(string Cell, int Hidden, int Classes, int Inputs, string Hash) : INameRnnMessage;
+public sealed record ModelSpec(string Cell, int Hidden, int Classes, int Inputs, int Embedding, string Hash) : INameRnnMessage;
 
 /// <summary>
 /// A worker asks to take part; sent when it finds the coordinator (and again until answered).

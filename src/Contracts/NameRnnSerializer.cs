@@ -104,10 +104,10 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
 
     private static void WriteSpec(WireWriter w, ModelSpec m)
     {
-        w.String(m.Cell); w.Int32(m.Hidden); w.Int32(m.Classes); w.Int32(m.Inputs); w.String(m.Hash);
+        w.String(m.Cell); w.Int32(m.Hidden); w.Int32(m.Classes); w.Int32(m.Inputs); w.Int32(m.Embedding); w.String(m.Hash);
     }
 
-    private static ModelSpec ReadSpec(ref WireReader r) => new(r.String(), r.Int32(), r.Int32(), r.Int32(), r.String());
+    private static ModelSpec ReadSpec(ref WireReader r) => new(r.String(), r.Int32(), r.Int32(), r.Int32(), r.Int32(), r.String());
 
     private static int EstimateSize(object obj) => obj switch
     {

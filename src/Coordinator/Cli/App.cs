@@ -26,6 +26,8 @@ public static class App
             (s, rest, c) => Task.FromResult(PredictCommand.Run((PredictSettings)s, rest, c.Out))),
         new("evaluate", "accuracy, macro-F1, per-class figures and confusion matrix of a model on a split",
             () => new EvaluateSettings(), (s, _, c) => EvaluateCommand.RunAsync((EvaluateSettings)s, c.Out, c.Log)),
+        new("bench", "training throughput of every mode side by side, time to 0.80 test accuracy, peak memory",
+            () => new BenchSettings(), (s, _, c) => BenchCommand.RunAsync((BenchSettings)s, c.Out, c.Log, c.Cancellation)),
         new("data fetch", "download the tutorial's data.zip into the data folder",
             () => new FetchSettings(), async (s, _, c) =>
             {

@@ -52,6 +52,9 @@ public sealed class TrainSettings : DataSettings
     [Option("--hidden", "hidden state size", Value = "N")]
     public int Hidden { get; set; } = Defaults.Hidden;
 
+    [Option("--embedding", "size of a learned letter embedding before the cell; 0 = one-hot letters (default: 0 for rnn, 64 for gru and lstm)", Value = "N")]
+    public int? Embedding { get; set; }
+
     [Option("--cell", "rnn (the seed's Elman RNN), gru or lstm", Value = "CELL")]
     public string Cell { get; set; } = Defaults.Cell;
 
@@ -167,6 +170,7 @@ public sealed class TrainSettings : DataSettings
         CommandLine.Range("--batch-size", BatchSize, 1, 1 << 20);
         CommandLine.Range("--micro-batch", MicroBatch, 1, 1 << 20);
         CommandLine.Range("--hidden", Hidden, 1, 4096);
+        if (Embedding is { } embedding) CommandLine.Range("--embedding", embedding, 0, 4096);
         CommandLine.OneOf("--cell", Cell, Cells.All);
         CommandLine.OneOf("--optimizer", Optimizer, Optimizers.All);
         if (Lr is { } lr) CommandLine.Range("--lr", lr, 1e-12, 100);
@@ -187,7 +191,7 @@ public sealed class TrainSettings : DataSettings
         if (Cluster) Tls?.Load().Dispose();
         CommandLine.Range("--min-workers", MinWorkers, 1, 4096);
         CommandLine.Range("--max-frame-size", MaxFrameSize, 128_000, 1 << 30);
-        var needed = NameRnnHosting.RequiredFrameSize(ModelConfig.Create(Cell, Hidden, 18).ParameterCount, Math.Max(MicroBatch, 1));
+        var needed = NameRnnHosting.RequiredFrameSize(ModelConfig.Create(Cell, Hidden, 18, ToTrainingOptions().Embedding).ParameterCount, Math.Max(MicroBatch, 1));
         if (Cluster && needed > MaxFrameSize)
             throw new UsageException($"option --max-frame-size: {MaxFrameSize} bytes is too small for a {Cell} model of hidden size {Hidden}: its messages need {needed}; set --max-frame-size (on the coordinator and every worker) to at least {needed}");
     }
@@ -202,6 +206,7 @@ public sealed class TrainSettings : DataSettings
         MicroBatch = MicroBatch,
         Cell = Cell,
         Hidden = Hidden,
+        Embedding = Embedding ?? (Cell == Cells.Rnn ? 0 : 64),
         Optimizer = Optimizer,
         LearningRate = Lr ?? (Optimizer == Optimizers.Sgd ? 0.1 : Defaults.LearningRate),
         Momentum = Momentum,

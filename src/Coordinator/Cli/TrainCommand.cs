@@ -40,7 +40,7 @@ public static class TrainCommand
             data.Source, data.Pairs.Count, data.Labels.Count, train.Count, validation.Count, test.Count);
 
         torch.set_num_threads(1);
-        var model = ModelConfig.Create(options.Cell, options.Hidden, data.Labels.Count);
+        var model = ModelConfig.Create(options.Cell, options.Hidden, data.Labels.Count, options.Embedding);
         var runId = previous?.RunId ?? $"{DateTime.UtcNow:yyyyMMdd-HHmmss}-{Guid.NewGuid().ToString("N")[..6]}";
         Directory.CreateDirectory(outDir);
         if (previous is null)

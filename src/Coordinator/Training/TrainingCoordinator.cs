@@ -70,13 +70,14 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
     private int _bestEpoch = -1;
     private long _trainedNames;
     private double _previousTrainSeconds;
+    private bool _stopEarly;
     private readonly Stopwatch _waitingSince = new();
     private TimeSpan _lastWaitingLog;
 
     public TrainingCoordinator(TrainingPlan plan)
     {
         _plan = plan;
-        _spec = new ModelSpec(plan.Model.Cell, plan.Model.Hidden, plan.Model.Classes, plan.Model.Inputs, plan.Model.Hash());
+        _spec = new ModelSpec(plan.Model.Cell, plan.Model.Hidden, plan.Model.Classes, plan.Model.Inputs, plan.Model.Embedding, plan.Model.Hash());
         _classWeights = plan.ClassWeights();
         Receive<StartTraining>(_ => OnStart());
         Receive<RegisterWorker>(OnRegister);
@@ -424,7 +425,7 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
         var every = _plan.CheckpointEvery;
         if ((every > 0 && run.Step % every == 0) || (every <= 0 && outcome.EpochEnded)) SaveCheckpoint();
         if (_requester is null) return;
-        if (run.Finished) Finish();
+        if (run.Finished || _stopEarly) Finish();
         else BeginStep();
     }
 
@@ -436,6 +437,11 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
         var (loss, report) = _evaluator!.Evaluate(evaluated, _plan.Validation);
         var summary = new EpochSummary(outcome.Epoch + 1, _epochLossSum / _epochNames, loss, report.Accuracy, report.MacroF1,
             outcome.LearningRate, _epochNames / seconds, seconds, LiveWorkers);
+        if (_plan.StopAtTestAccuracy is { } goal)
+        {
+            summary = summary with { TestAccuracy = _evaluator.Evaluate(evaluated, _plan.Test).Report.Accuracy };
+            if (summary.TestAccuracy >= goal) _stopEarly = true;
+        }
         _epochs.Add(summary);
         if (_bestValidation is null || report.Accuracy > _bestValidation.Accuracy)
         {

@@ -32,6 +32,9 @@ public sealed record TrainingPlan(
     /// <summary>How long one assignment may take before its micro-batch is given to another worker too.</summary>
     public TimeSpan AssignmentTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>Benchmarks only: evaluate on the test split after every epoch and stop once its accuracy reaches this; null = never.</summary>
+    public double? StopAtTestAccuracy { get; init; }
+
     /// <summary>A micro-batch running this many times longer than the median of its step's finished ones is also given to an idle worker.</summary>
     public double StragglerFactor { get; init; } = 4;
 
@@ -49,7 +52,7 @@ public sealed record StartTraining
 /// <summary>One epoch's figures.</summary>
 public sealed record EpochSummary(
     int Epoch, double TrainLoss, double ValidationLoss, double ValidationAccuracy, double ValidationMacroF1,
-    double LearningRate, double NamesPerSecond, double Seconds, int Workers);
+    double LearningRate, double NamesPerSecond, double Seconds, int Workers, double? TestAccuracy = null);
 
 public sealed record TrainingCompleted(
     string RunId,

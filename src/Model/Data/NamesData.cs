@@ -81,7 +81,7 @@ public sealed class NamesData
             if (entries.Count == 0)
                 throw new DataException($"zip '{zipPath}' holds no names/<Language>.txt entries: expected the tutorial's data.zip (data/names/*.txt)");
             var sources = entries
-                .Select(e => (Label: Path.GetFileNameWithoutExtension(e.Name), Display: $"{zipPath}!{e.FullName}", Read: (Func<byte[]>)(() => ReadEntry(e))))
+                .Select(e => (Label: Path.GetFileNameWithoutExtension(e.Name), Display: $"{zipPath}!{e.FullName}", Read: (Func<byte[]>)(() => ReadEntry(e, $"{zipPath}!{e.FullName}"))))
                 .ToList();
             return Build(zipPath, sources);
         }
@@ -93,12 +93,19 @@ public sealed class NamesData
         return parts.Length >= 2 && parts[^2] == "names" && parts[^1].Length > ".txt".Length;
     }
 
-    private static byte[] ReadEntry(ZipArchiveEntry entry)
+    private static byte[] ReadEntry(ZipArchiveEntry entry, string display)
     {
-        using var stream = entry.Open();
-        using var buffer = new MemoryStream();
-        stream.CopyTo(buffer);
-        return buffer.ToArray();
+        try
+        {
+            using var stream = entry.Open();
+            using var buffer = new MemoryStream();
+            stream.CopyTo(buffer);
+            return buffer.ToArray();
+        }
+        catch (InvalidDataException e)
+        {
+            throw new DataException($"{display}: the zip entry cannot be read ({e.Message}): the archive is damaged");
+        }
     }
 
     private static NamesData Build(string source, List<(string Label, string Display, Func<byte[]> Read)> files)

@@ -23,6 +23,8 @@ public sealed class NameClassifier : nn.Module<PackedNames, Tensor>
 
     private readonly ModelConfig _config;
     private readonly Parameter[] _weights;
+    private readonly Parameter? _embedding;
+    private readonly int _first;
 
     private static Tensor Add(Tensor a, Tensor b) => a.add(b, One);
     private static Tensor Drop(Tensor x, Dropout? dropout) => dropout is null ? x : dropout.Apply(x);
@@ -36,6 +38,23 @@ public sealed class NameClassifier : nn.Module<PackedNames, Tensor>
             .ToArray();
         foreach (var ((name, _), parameter) in config.ParameterShapes().Zip(_weights))
             register_parameter(name, parameter);
+        _embedding = config.Embedding > 0 ? _weights[0] : null;
+        _first = config.Embedding > 0 ? 1 : 0;
+    }
+
+    /// <summary>The k-th weight of the cell (after the embedding, when there is one).</summary>
+    private Parameter W(int k) => _weights[_first + k];
+
+    /// <summary>
+    /// The input projection of every packed letter: a column of the input matrix (the one-hot
+    /// product without computing it), or, with an embedding, the letter's embedding times the input
+    /// matrix. Dropout falls on the embedding, or on the projection when there is none.
+    /// </summary>
+    private Tensor Project(Tensor inputMatrix, Tensor tokens, Dropout? dropout)
+    {
+        if (_embedding is null) return Drop(inputMatrix.t().index_select(0, tokens), dropout);
+        var embedded = Drop(_embedding.t().index_select(0, tokens), dropout);
+        return embedded.mm(inputMatrix.t());
     }
 
     public ModelConfig Config => _config;
@@ -63,8 +82,8 @@ public sealed class NameClassifier : nn.Module<PackedNames, Tensor>
     /// <summary>s_t = tanh(U x_t + W s_{t-1} + b), s_0 = 0.</summary>
     private Tensor Elman(PackedNames batch, Tensor tokens, Dropout? dropout)
     {
-        var (u, w, b) = (_weights[0], _weights[1], _weights[2]);
-        var inputs = Add(Drop(u.t().index_select(0, tokens), dropout), b);
+        var (u, w, b) = (W(0), W(1), W(2));
+        var inputs = Add(Project(u, tokens, dropout), b);
         return Unroll(batch, inputs, (x, state, n) =>
         {
             var h = state is null ? torch.tanh(x) : torch.tanh(torch.addmm(x, state[0].narrow(0, 0, n), w.t(), 1, 1));
@@ -75,8 +94,8 @@ public sealed class NameClassifier : nn.Module<PackedNames, Tensor>
     /// <summary>PyTorch's GRU: r, z gates; n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)); h' = (1 − z) ⊙ n + z ⊙ h.</summary>
     private Tensor Gru(PackedNames batch, Tensor tokens, Dropout? dropout)
     {
-        var (wih, whh, bih, bhh) = (_weights[0], _weights[1], _weights[2], _weights[3]);
-        var inputs = Add(Drop(wih.t().index_select(0, tokens), dropout), bih);
+        var (wih, whh, bih, bhh) = (W(0), W(1), W(2), W(3));
+        var inputs = Add(Project(wih, tokens, dropout), bih);
         var hidden = _config.Hidden;
         return Unroll(batch, inputs, (x, state, n) =>
         {
@@ -101,8 +120,8 @@ public sealed class NameClassifier : nn.Module<PackedNames, Tensor>
     /// <summary>PyTorch's LSTM: i, f, g, o gates; c' = f ⊙ c + i ⊙ g; h' = o ⊙ tanh(c').</summary>
     private Tensor Lstm(PackedNames batch, Tensor tokens, Dropout? dropout)
     {
-        var (wih, whh, bih, bhh) = (_weights[0], _weights[1], _weights[2], _weights[3]);
-        var inputs = Add(Add(Drop(wih.t().index_select(0, tokens), dropout), bih), bhh);
+        var (wih, whh, bih, bhh) = (W(0), W(1), W(2), W(3));
+        var inputs = Add(Add(Project(wih, tokens, dropout), bih), bhh);
         return Unroll(batch, inputs, (x, state, n) =>
         {
             var gates = state is null ? x : torch.addmm(x, state[0].narrow(0, 0, n), whh.t(), 1, 1);

@@ -76,6 +76,22 @@ public class BadInputTests
         AssertOneLineError(await Train(TestData.NamesFolder, option, value), 2, named);
 
     [Fact]
+    public async Task Names_that_normalise_to_nothing_are_skipped_counted_and_warned_about_once()
+    {
+        var folder = TestData.TempFolder();
+        foreach (var file in Directory.GetFiles(TestData.NamesFolder, "*.txt"))
+            File.Copy(file, Path.Combine(folder, Path.GetFileName(file)));
+        File.AppendAllText(Path.Combine(folder, "Chinese.txt"), "张伟\n李\n");
+        File.AppendAllText(Path.Combine(folder, "Korean.txt"), "김\n");
+        var outDir = Path.Combine(TestData.TempFolder(), "out");
+        var result = await CliRunner.RunAsync("train", "--data", folder, "--out", outDir, "--max-names", "200", "--epochs", "1", "--workers", "1");
+        Assert.True(result.ExitCode == 0, result.Error);
+        Assert.Single(result.Error.Split('\n'), l => l.Contains("Skipped 3 lines"));
+        var summary = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "summary.json"))).RootElement;
+        Assert.Equal(3, summary.GetProperty("data").GetProperty("skipped_empty_after_normalisation").GetInt32());
+    }
+
+    [Fact]
     public async Task Train_without_out_is_a_usage_error() =>
         AssertOneLineError(await CliRunner.RunAsync("train", "--data", TestData.NamesFolder), 2, "--out");
 

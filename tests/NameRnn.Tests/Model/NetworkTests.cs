@@ -9,12 +9,15 @@ public class NetworkTests
     private static readonly string[] Names = ["Slusarski", "Li", "O'Neal", "Nguyen", "Abl", "Yoshida", "X", "Van der Berg", "Li"];
 
     [Theory]
-    [InlineData("rnn", 128)]
-    [InlineData("gru", 16)]
-    [InlineData("lstm", 16)]
-    public void Batched_forward_equals_a_one_name_at_a_time_forward(string cell, int hidden)
+    [InlineData("rnn", 128, 0)]
+    [InlineData("gru", 16, 0)]
+    [InlineData("lstm", 16, 0)]
+    [InlineData("rnn", 16, 8)]
+    [InlineData("gru", 16, 8)]
+    [InlineData("lstm", 16, 8)]
+    public void Batched_forward_equals_a_one_name_at_a_time_forward(string cell, int hidden, int embedding)
     {
-        var config = ModelConfig.Create(cell, hidden, 18);
+        var config = ModelConfig.Create(cell, hidden, 18, embedding);
         var parameters = ParameterInit.Create(config, seed: 7);
         var module = new NameClassifier(config);
         ParameterIo.Load(module, parameters);
@@ -32,12 +35,13 @@ public class NetworkTests
     }
 
     [Theory]
-    [InlineData("rnn")]
-    [InlineData("gru")]
-    [InlineData("lstm")]
-    public void Gradients_agree_with_finite_differences(string cell)
+    [InlineData("rnn", 0)]
+    [InlineData("gru", 0)]
+    [InlineData("lstm", 0)]
+    [InlineData("gru", 4)]
+    public void Gradients_agree_with_finite_differences(string cell, int embedding)
     {
-        var config = ModelConfig.Create(cell, 6, 5);
+        var config = ModelConfig.Create(cell, 6, 5, embedding);
         var parameters = ParameterInit.Create(config, seed: 3);
         var labels = new[] { 0, 4, 2, 1, 3, 2, 0, 1, 4 };
         var weights = new float[] { 1f, 2f, 0.5f, 1.5f, 1f };

@@ -18,8 +18,9 @@ public static class ReferenceNetwork
         var cell = new double[h];
         foreach (var letter in Alphabet.Encode(name))
         {
-            var x = new double[config.Inputs];
-            x[letter] = 1;
+            var oneHot = new double[config.Inputs];
+            oneHot[letter] = 1;
+            var x = config.Embedding > 0 ? MatVec(p["E"], oneHot) : oneHot;
             switch (config.Cell)
             {
                 case Cells.Rnn:

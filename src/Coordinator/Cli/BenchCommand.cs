@@ -1,0 +1,217 @@
+using System.Diagnostics;
+using System.Text.Json;
+using NameRnn.Coordinator.Training;
+using NameRnn.Model.Data;
+using NameRnn.Model.Network;
+using NameRnn.Model.Training;
+using NameRnn.Worker;
+using NameRnn.Worker.Hosting;
+using Serilog;
+using Serilog.Events;
+using TorchSharp;
+
+namespace NameRnn.Coordinator.Cli;
+
+public sealed class BenchSettings : DataSettings
+{
+    [Option("--json", "print one JSON object instead of text", Value = "")]
+    public bool Json { get; set; }
+
+    [Option("--epochs", "full epochs of the training split per measurement", Value = "N")]
+    public int Epochs { get; set; } = 2;
+
+    [Option("--skip-cluster", "leave out the measurements that start worker processes", Value = "")]
+    public bool SkipCluster { get; set; }
+
+    public override void Validate() => CommandLine.Range("--epochs", Epochs, 1, 1000);
+}
+
+/// <summary>
+/// <c>bench</c>: training throughput of every mode side by side in one run, with the same model
+/// (the default Elman RNN) and global batch: a plain TorchSharp loop without actors on all cores,
+/// local mode with 1 and 2 workers, and a cluster of 2 worker processes on 127.0.0.1; then the
+/// wall time of the default configuration until test accuracy first reaches 0.80, and peak RSS.
+/// </summary>
+public static class BenchCommand
+{
+    public sealed record Throughput(double NoActorNamesPerSecond, double Local1NamesPerSecond, double Local2NamesPerSecond,
+        double? Cluster2NamesPerSecond, double Local2SecondsPerStep, double? Cluster2SecondsPerStep);
+
+    public static async Task<int> RunAsync(BenchSettings settings, TextWriter stdout, ILogger log, CancellationToken cancellation)
+    {
+        var dataPath = await DataLocator.ResolveAsync(settings.Data, settings.DataDir, settings.DataUrl, log);
+        var data = NamesData.Load(dataPath);
+        var train = data.SplitOf(Split.Train);
+        var quiet = new LoggerConfiguration().MinimumLevel.Is(LogEventLevel.Warning).WriteTo.Logger(log).CreateLogger();
+        var workerPeaks = new List<long>();
+
+        var results = new Dictionary<int, Throughput>();
+        foreach (var batch in new[] { 64, 256 })
+        {
+            log.Information("Measuring global batch {Batch} over {Epochs} epoch(s) of {Names} names", batch, settings.Epochs, train.Count);
+            var options = new TrainingOptions { Epochs = settings.Epochs, BatchSize = batch };
+            var noActor = NoActor(options, data, train);
+            var local1 = await Actors(options, data, train, 1, null, quiet, workerPeaks, cancellation);
+            var local2 = await Actors(options, data, train, 2, null, quiet, workerPeaks, cancellation);
+            var cluster2 = settings.SkipCluster ? null : await Actors(options, data, train, 0, 2, quiet, workerPeaks, cancellation);
+            results[batch] = new Throughput(noActor, local1.NamesPerSecond, local2.NamesPerSecond, cluster2?.NamesPerSecond,
+                local2.SecondsPerStep, cluster2?.SecondsPerStep);
+            log.Information("Batch {Batch}: no actors {NoActor:F0}, local 1 {Local1:F0}, local 2 {Local2:F0}, cluster 2 {Cluster2:F0} names/s",
+                batch, noActor, local1.NamesPerSecond, local2.NamesPerSecond, cluster2?.NamesPerSecond ?? double.NaN);
+        }
+
+        var clock = Stopwatch.StartNew();
+        var toGoal = await Actors(new TrainingOptions(), data, train, Environment.ProcessorCount, null, quiet, workerPeaks, cancellation, stopAt: 0.80);
+        var secondsTo080 = toGoal.ReachedGoal ? clock.Elapsed.TotalSeconds : (double?)null;
+
+        var b64 = results[64];
+        var b256 = results[256];
+        var report = new Dictionary<string, object?>
+        {
+            ["no_actor_names_per_second"] = b64.NoActorNamesPerSecond,
+            ["local_1_names_per_second"] = b64.Local1NamesPerSecond,
+            ["local_2_names_per_second"] = b64.Local2NamesPerSecond,
+            ["cluster_2_names_per_second"] = b64.Cluster2NamesPerSecond,
+            ["local_2_seconds_per_step"] = b64.Local2SecondsPerStep,
+            ["cluster_2_seconds_per_step"] = b64.Cluster2SecondsPerStep,
+            ["batch_256"] = new Dictionary<string, object?>
+            {
+                ["no_actor_names_per_second"] = b256.NoActorNamesPerSecond,
+                ["local_1_names_per_second"] = b256.Local1NamesPerSecond,
+                ["local_2_names_per_second"] = b256.Local2NamesPerSecond,
+                ["cluster_2_names_per_second"] = b256.Cluster2NamesPerSecond,
+                ["local_2_seconds_per_step"] = b256.Local2SecondsPerStep,
+                ["cluster_2_seconds_per_step"] = b256.Cluster2SecondsPerStep,
+            },
+            ["seconds_to_080_test_accuracy"] = secondsTo080,
+            ["epochs_to_080_test_accuracy"] = toGoal.Epochs,
+            ["coordinator_peak_rss_mb"] = PeakRssMegabytes(Environment.ProcessId),
+            ["worker_peak_rss_mb"] = workerPeaks.Count == 0 ? null : workerPeaks.Max() / 1024.0 / 1024.0,
+            ["epochs_per_measurement"] = settings.Epochs,
+            ["train_names"] = train.Count,
+            ["processors"] = Environment.ProcessorCount,
+        };
+        if (settings.Json)
+        {
+            stdout.WriteLine(JsonSerializer.Serialize(report, Json.Indented));
+            return 0;
+        }
+        stdout.WriteLine($"training names/s, default Elman RNN, {train.Count} names, {settings.Epochs} epoch(s) each, {Environment.ProcessorCount} cores");
+        stdout.WriteLine($"{"global batch",-14}{"no actors",12}{"local 1",12}{"local 2",12}{"cluster 2",12}");
+        foreach (var (batch, t) in results)
+            stdout.WriteLine($"{batch,-14}{t.NoActorNamesPerSecond,12:F0}{t.Local1NamesPerSecond,12:F0}{t.Local2NamesPerSecond,12:F0}{t.Cluster2NamesPerSecond,12:F0}");
+        stdout.WriteLine(secondsTo080 is { } s
+            ? $"default train configuration: test accuracy 0.80 after {toGoal.Epochs} epoch(s), {s:F1} s"
+            : "default train configuration: test accuracy 0.80 not reached");
+        stdout.WriteLine($"peak RSS: coordinator {report["coordinator_peak_rss_mb"]:F0} MB, worker processes {report["worker_peak_rss_mb"]:F0} MB");
+        return 0;
+    }
+
+    /// <summary>The floor: one process, no actors, all cores for TorchSharp, one micro-batch per step.</summary>
+    private static double NoActor(TrainingOptions options, NamesData data, IReadOnlyList<LabelledName> train)
+    {
+        torch.set_num_threads(Environment.ProcessorCount);
+        var config = ModelConfig.Create(options.Cell, options.Hidden, data.Labels.Count);
+        var run = new TrainingRun(options with { MicroBatch = options.BatchSize }, config, train, ParameterInit.Create(config, options.Seed));
+        var clock = Stopwatch.StartNew();
+        PlainTrainer.Train(run, TrainingRun.ClassWeights(train, config.Classes, options.ClassWeightPower));
+        var seconds = clock.Elapsed.TotalSeconds;
+        torch.set_num_threads(1);
+        return (double)train.Count * options.Epochs / seconds;
+    }
+
+    private sealed record ActorRun(double NamesPerSecond, double SecondsPerStep, bool ReachedGoal, int Epochs);
+
+    private static async Task<ActorRun> Actors(TrainingOptions options, NamesData data, IReadOnlyList<LabelledName> train,
+        int localWorkers, int? clusterWorkers, ILogger log, List<long> workerPeaks, CancellationToken cancellation, double? stopAt = null)
+    {
+        torch.set_num_threads(1);
+        var config = ModelConfig.Create(options.Cell, options.Hidden, data.Labels.Count);
+        var plan = new TrainingPlan("bench", options, config, data.Labels, train, data.SplitOf(Split.Validation), data.SplitOf(Split.Test),
+            clusterWorkers ?? localWorkers) { StopAtTestAccuracy = stopAt };
+        var workers = new List<Process>();
+        ClusterMode? cluster = null;
+        string? addressFile = null;
+        if (clusterWorkers is { } n)
+        {
+            addressFile = Path.Combine(Path.GetTempPath(), $"namernn-bench-{Guid.NewGuid():N}.address");
+            cluster = new ClusterMode("127.0.0.1", null, 0, [], NameRnnHosting.DefaultMaxFrameSize, addressFile, null);
+        }
+        var training = TrainingHost.RunAsync(plan, localWorkers, cluster, WorkerFaults.None, log, cancellation);
+        using var sampling = new CancellationTokenSource();
+        Task? sampler = null;
+        try
+        {
+            if (clusterWorkers is { } count)
+            {
+                while (!File.Exists(addressFile!) && !training.IsCompleted) await Task.Delay(50, cancellation);
+                var address = (await File.ReadAllTextAsync(addressFile!, cancellation)).Trim();
+                for (var i = 0; i < count; i++) workers.Add(StartWorker(address));
+                sampler = SamplePeaksAsync(workers, workerPeaks, sampling.Token);
+            }
+            var outcome = await training;
+            if (outcome is TrainingFailed failed) throw new TrainingException($"benchmark run failed: {failed.Reason}");
+            var result = (TrainingCompleted)outcome;
+            var steps = result.Epochs.Count * Math.Ceiling((double)train.Count / options.BatchSize);
+            var reached = stopAt is { } goal && result.Epochs.Any(e => e.TestAccuracy >= goal);
+            return new ActorRun(result.TrainNamesPerSecond, result.TrainSeconds / steps, reached, result.Epochs.Count);
+        }
+        finally
+        {
+            await sampling.CancelAsync();
+            if (sampler is not null) await sampler;
+            foreach (var worker in workers)
+            {
+                if (!worker.WaitForExit(TimeSpan.FromSeconds(30))) worker.Kill(entireProcessTree: true);
+                worker.Dispose();
+            }
+            if (addressFile is not null) File.Delete(addressFile);
+        }
+    }
+
+    private static Process StartWorker(string address)
+    {
+        var info = new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "namernn-worker"))
+        {
+            UseShellExecute = false,
+            RedirectStandardError = true,
+            RedirectStandardOutput = true,
+        };
+        foreach (var arg in new[] { "--seed-node", address, "--hostname", "127.0.0.1" }) info.ArgumentList.Add(arg);
+        var process = Process.Start(info) ?? throw new TrainingException("could not start namernn-worker");
+        process.ErrorDataReceived += (_, _) => { };
+        process.OutputDataReceived += (_, _) => { };
+        process.BeginErrorReadLine();
+        process.BeginOutputReadLine();
+        return process;
+    }
+
+    private static async Task SamplePeaksAsync(List<Process> workers, List<long> peaks, CancellationToken cancellation)
+    {
+        var peak = new long[workers.Count];
+        while (true)
+        {
+            for (var i = 0; i < workers.Count; i++)
+                if (PeakRssBytes(workers[i].Id) is { } bytes) peak[i] = Math.Max(peak[i], bytes);
+            try { await Task.Delay(100, cancellation); }
+            catch (OperationCanceledException) { break; }
+        }
+        lock (peaks) peaks.AddRange(peak);
+    }
+
+    /// <summary>VmHWM (the peak resident set) of a process, from /proc.</summary>
+    public static long? PeakRssBytes(int pid)
+    {
+        try
+        {
+            var line = File.ReadLines($"/proc/{pid}/status").FirstOrDefault(l => l.StartsWith("VmHWM:", StringComparison.Ordinal));
+            return line is null ? null : long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+    }
+
+    private static double? PeakRssMegabytes(int pid) => PeakRssBytes(pid) / 1024.0 / 1024.0;
+}
