@@ -10,7 +10,7 @@ public static class Protocol
 }
 
 /// <summary>What a worker needs to build the model it computes gradients for.</summary>
-public sealed record ModelSpec(string Cell, int Hidden, int Classes, int Inputs, int Embedding, string Hash) : INameRnnMessage;
+public sealed record ModelSpec(string Cell, int Hidden, int Classes, int Inputs, int Embedding, bool Bidirectional, string Hash) : INameRnnMessage;
 
 /// <summary>
 /// A worker asks to take part; sent when it finds the coordinator (and again until answered).
@@ -37,9 +37,9 @@ public sealed record WorkerRefused(string Reason) : INameRnnMessage;
 public sealed record ComputeGradients(
     string RunId, long Step, int MicroBatch, long ParametersVersion, float[]? Parameters, string[] Names, int[] Labels, long NoiseSeed) : INameRnnMessage;
 
-/// <summary>The summed gradient and loss of one micro-batch, identified by (step, micro-batch).</summary>
+/// <summary>The summed gradient and loss of one micro-batch, identified by (step, micro-batch), and how many of its names the forward pass got right.</summary>
 public sealed record GradientsComputed(
-    string RunId, long Step, int MicroBatch, double LossSum, int Count, float[] Gradients) : INameRnnMessage;
+    string RunId, long Step, int MicroBatch, double LossSum, int Count, float[] Gradients, int Correct = 0) : INameRnnMessage;
 
 /// <summary>The worker could not compute the micro-batch (an exception, a non-finite gradient).</summary>
 public sealed record GradientsFailed(string RunId, long Step, int MicroBatch, string Reason) : INameRnnMessage;

@@ -56,7 +56,7 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
                 w.Floats(m.Parameters); w.Strings(m.Names); w.Int32s(m.Labels); w.Int64(m.NoiseSeed);
                 break;
             case GradientsComputed m:
-                w.String(m.RunId); w.Int64(m.Step); w.Int32(m.MicroBatch); w.Double(m.LossSum); w.Int32(m.Count); w.Floats(m.Gradients);
+                w.String(m.RunId); w.Int64(m.Step); w.Int32(m.MicroBatch); w.Double(m.LossSum); w.Int32(m.Count); w.Floats(m.Gradients); w.Int32(m.Correct);
                 break;
             case GradientsFailed m: w.String(m.RunId); w.Int64(m.Step); w.Int32(m.MicroBatch); w.String(m.Reason); break;
             case ParametersMissing m: w.String(m.RunId); w.Int64(m.Step); w.Int32(m.MicroBatch); w.Int64(m.ParametersVersion); break;
@@ -80,7 +80,7 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
                 AcceptedManifest => new WorkerAccepted(r.String(), ReadSpec(ref r), r.Floats(), r.Double()),
                 RefusedManifest => new WorkerRefused(r.String()),
                 ComputeManifest => ReadCompute(ref r),
-                ComputedManifest => new GradientsComputed(r.String(), r.Int64(), r.Int32(), r.Double(), r.Int32(), r.RequiredFloats()),
+                ComputedManifest => new GradientsComputed(r.String(), r.Int64(), r.Int32(), r.Double(), r.Int32(), r.RequiredFloats(), r.Int32()),
                 FailedManifest => new GradientsFailed(r.String(), r.Int64(), r.Int32(), r.String()),
                 MissingManifest => new ParametersMissing(r.String(), r.Int64(), r.Int32(), r.Int64()),
                 _ => throw new FormatException($"unknown manifest '{manifest}'"),
@@ -104,10 +104,10 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
 
     private static void WriteSpec(WireWriter w, ModelSpec m)
     {
-        w.String(m.Cell); w.Int32(m.Hidden); w.Int32(m.Classes); w.Int32(m.Inputs); w.Int32(m.Embedding); w.String(m.Hash);
+        w.String(m.Cell); w.Int32(m.Hidden); w.Int32(m.Classes); w.Int32(m.Inputs); w.Int32(m.Embedding); w.Byte(m.Bidirectional ? (byte)1 : (byte)0); w.String(m.Hash);
     }
 
-    private static ModelSpec ReadSpec(ref WireReader r) => new(r.String(), r.Int32(), r.Int32(), r.Int32(), r.Int32(), r.String());
+    private static ModelSpec ReadSpec(ref WireReader r) => new(r.String(), r.Int32(), r.Int32(), r.Int32(), r.Int32(), r.Byte() switch { 0 => false, 1 => true, var b => throw new FormatException($"a flag of {b}") }, r.String());
 
     private static int EstimateSize(object obj) => obj switch
     {

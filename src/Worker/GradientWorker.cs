@@ -20,13 +20,15 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
     private readonly string _workerId;
     private readonly string _secret;
     private readonly WorkerFaults _faults;
+    private readonly Hosting.RunIdEnricher? _runIdLog;
     private IActorRef? _coordinator;
     private GradientEngine? _engine;
     private string? _runId;
     private bool _failedOnce;
 
-    public GradientWorker(IActorRef? coordinator, string workerId, string secret, WorkerFaults faults)
+    public GradientWorker(IActorRef? coordinator, string workerId, string secret, WorkerFaults faults, Hosting.RunIdEnricher? runIdLog)
     {
+        _runIdLog = runIdLog;
         _coordinator = coordinator;
         _workerId = workerId;
         _secret = secret;
@@ -49,8 +51,9 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
     public ITimerScheduler Timers { get; set; } = null!;
 
     /// <summary>A worker that registers with <paramref name="coordinator"/> at once, or, when null, once told where it is.</summary>
-    public static Props Props(IActorRef? coordinator, string workerId, string secret = "", WorkerFaults? faults = null) =>
-        Akka.Actor.Props.Create(() => new GradientWorker(coordinator, workerId, secret, faults ?? WorkerFaults.None)).WithDispatcher(TorchDispatcher.Id);
+    /// <param name="runIdLog">Set to the run the worker joins, so that the node's log events carry it.</param>
+    public static Props Props(IActorRef? coordinator, string workerId, string secret = "", WorkerFaults? faults = null, Hosting.RunIdEnricher? runIdLog = null) =>
+        Akka.Actor.Props.Create(() => new GradientWorker(coordinator, workerId, secret, faults ?? WorkerFaults.None, runIdLog)).WithDispatcher(TorchDispatcher.Id);
 
     protected override void PreStart()
     {
@@ -75,7 +78,7 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
     {
         Timers.Cancel(RegisterTimer);
         if (accepted.RunId == _runId && _engine is not null) return;
-        var config = new ModelConfig(accepted.Model.Cell, accepted.Model.Hidden, accepted.Model.Classes, accepted.Model.Inputs, accepted.Model.Embedding);
+        var config = new ModelConfig(accepted.Model.Cell, accepted.Model.Hidden, accepted.Model.Classes, accepted.Model.Inputs, accepted.Model.Embedding, accepted.Model.Bidirectional);
         if (config.Hash() != accepted.Model.Hash)
         {
             _log.Error("Worker {Worker} cannot build model {ModelHash}: this build computes {LocalHash} for it", _workerId, accepted.Model.Hash, config.Hash());
@@ -84,6 +87,7 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
         _engine?.Dispose();
         _engine = new GradientEngine(config, accepted.ClassWeights, accepted.Dropout);
         _runId = accepted.RunId;
+        if (_runIdLog is not null) _runIdLog.RunId = accepted.RunId;
         _log.Info("Worker {Worker} joined run {RunId}: {Cell} hidden {Hidden}", _workerId, accepted.RunId, config.Cell, config.Hidden);
     }
 
@@ -116,7 +120,7 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
                 Sender.Tell(new GradientsFailed(work.RunId, work.Step, work.MicroBatch, "non-finite loss or gradient"));
                 return;
             }
-            Sender.Tell(new GradientsComputed(work.RunId, work.Step, work.MicroBatch, result.LossSum, result.Count, result.Gradients));
+            Sender.Tell(new GradientsComputed(work.RunId, work.Step, work.MicroBatch, result.LossSum, result.Count, result.Gradients, result.Correct));
         }
         catch (Exception e)
         {

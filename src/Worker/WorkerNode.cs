@@ -28,12 +28,14 @@ public sealed class WorkerNode : ReceiveActor, IWithTimers
     private readonly int _slots;
     private readonly string _secret;
     private readonly WorkerFaults _faults;
+    private readonly RunIdEnricher? _runId;
     private readonly List<IActorRef> _workers = [];
     private Address? _coordinatorAddress;
     private IActorRef? _coordinator;
 
-    public WorkerNode(int slots, string secret, WorkerFaults faults)
+    public WorkerNode(int slots, string secret, WorkerFaults faults, RunIdEnricher? runId)
     {
+        _runId = runId;
         _slots = slots;
         _secret = secret;
         _faults = faults;
@@ -60,13 +62,14 @@ public sealed class WorkerNode : ReceiveActor, IWithTimers
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    public static Props Props(int slots, string secret, WorkerFaults faults) => Akka.Actor.Props.Create(() => new WorkerNode(slots, secret, faults));
+    public static Props Props(int slots, string secret, WorkerFaults faults, RunIdEnricher? runId = null) =>
+        Akka.Actor.Props.Create(() => new WorkerNode(slots, secret, faults, runId));
 
     protected override void PreStart()
     {
         var node = $"{_cluster.SelfAddress.Host}:{_cluster.SelfAddress.Port}";
         for (var i = 1; i <= _slots; i++)
-            _workers.Add(Context.ActorOf(GradientWorker.Props(null, $"{node}/{i}", _secret, _faults), $"slot-{i}"));
+            _workers.Add(Context.ActorOf(GradientWorker.Props(null, $"{node}/{i}", _secret, _faults, _runId), $"slot-{i}"));
         _cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents,
             typeof(ClusterEvent.IMemberEvent), typeof(ClusterEvent.IReachabilityEvent));
     }

@@ -37,7 +37,9 @@ public static class WorkerProgram
             return 2;
         }
 
-        using var logger = NodeLogging.Create(stderr, settings.Verbose);
+        var runId = new RunIdEnricher();
+        using var logger = NodeLogging.Create(stderr, settings.Verbose ? Serilog.Events.LogEventLevel.Debug : NodeLogging.Parse(settings.LogLevel),
+            NameRnnHosting.WorkerRole, $"{settings.Hostname}:{settings.Port}", settings.LogFile, runId);
         Log.Logger = logger;
         try
         {
@@ -47,7 +49,7 @@ public static class WorkerProgram
             builder.Services.AddAkka(NameRnnHosting.SystemName, (akka, _) => akka
                 .AddNameRnnDefaults()
                 .AddNameRnnCluster(new ClusterNodeOptions(NameRnnHosting.WorkerRole, settings.Hostname, settings.Port, settings.SeedNodes, settings.MaxFrameSize, settings.PublicHostname) { Tls = settings.Tls })
-                .WithActors((system, _) => system.ActorOf(WorkerNode.Props(settings.Slots, settings.ClusterSecret, settings.Faults), "worker-node")));
+                .WithActors((system, _) => system.ActorOf(WorkerNode.Props(settings.Slots, settings.ClusterSecret, settings.Faults, runId), "worker-node")));
             using var host = builder.Build();
             await host.StartAsync(cancellation);
             var system = host.Services.GetRequiredService<ActorSystem>();

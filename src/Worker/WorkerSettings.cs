@@ -45,6 +45,12 @@ public sealed class WorkerSettings
 
     public WorkerFaults Faults => new(TimeSpan.FromMilliseconds(TestSlowMs), WorkerFaults.ParseFailAt(TestFailAt));
 
+    [Option("--log-file", "also write the node's log to this CLEF file (compact JSON, one event per line)", Value = "PATH")]
+    public string? LogFile { get; set; }
+
+    [Option("--log-level", "verbose, debug, information, warning or error", Value = "LEVEL")]
+    public string LogLevel { get; set; } = "information";
+
     [Option("--verbose", "debug logs and stack traces", Value = "")]
     public bool Verbose { get; set; }
 
@@ -66,6 +72,7 @@ public sealed class WorkerSettings
         CommandLine.Range("--slots", Slots, 1, 256);
         CommandLine.Range("--max-frame-size", MaxFrameSize, 128_000, 1 << 30);
         _ = Faults;
+        _ = NodeLogging.Parse(LogLevel);
         Tls?.Load().Dispose();
     }
 }

@@ -21,13 +21,19 @@ public static class App
     private static readonly Command[] Commands =
     [
         new("train", "train a model on the names data (local mode: coordinator and worker actors in this process)",
-            () => new TrainSettings(), (s, _, c) => TrainCommand.RunAsync((TrainSettings)s, c.Given, c.Out, c.Log, c.Cancellation)),
+            () => new TrainSettings(), (s, _, c) => TrainCommand.RunAsync((TrainSettings)s, c.Given, c.Out, c.Error, c.Log, c.Cancellation)),
         new("predict", "the most likely languages of each NAME", () => new PredictSettings(),
             (s, rest, c) => Task.FromResult(PredictCommand.Run((PredictSettings)s, rest, c.Out))),
         new("evaluate", "accuracy, macro-F1, per-class figures and confusion matrix of a model on a split",
             () => new EvaluateSettings(), (s, _, c) => EvaluateCommand.RunAsync((EvaluateSettings)s, c.Out, c.Log)),
         new("bench", "training throughput of every mode side by side, time to 0.80 test accuracy, peak memory",
             () => new BenchSettings(), (s, _, c) => BenchCommand.RunAsync((BenchSettings)s, c.Out, c.Log, c.Cancellation)),
+        new("runs list", "the runs under --runs-dir: name, date, model, epochs, test accuracy, macro-F1, duration",
+            () => new RunsSettings(), (s, _, c) => Task.FromResult(RunsCommand.List((RunsSettings)s, c.Out))),
+        new("runs show", "the report of one RUN", () => new RunsSettings(),
+            (s, rest, c) => Task.FromResult(RunsCommand.Show((RunsSettings)s, rest, c.Out))),
+        new("runs compare", "configuration differences and metrics of RUN RUN... side by side", () => new RunsSettings(),
+            (s, rest, c) => Task.FromResult(RunsCommand.Compare((RunsSettings)s, rest, c.Out))),
         new("data fetch", "download the tutorial's data.zip into the data folder",
             () => new FetchSettings(), async (s, _, c) =>
             {
@@ -58,7 +64,7 @@ public static class App
                 stdout.Write(Help(command));
                 return 0;
             }
-            if (positionals.Count > 0 && command.Name != "predict")
+            if (positionals.Count > 0 && command.Name is not ("predict" or "runs show" or "runs compare"))
                 throw new UsageException($"unexpected argument '{positionals[0]}' for {command.Name}");
             settings.Validate();
             using var logger = NodeLogging.Create(stderr, settings.Verbose);
@@ -112,7 +118,7 @@ public static class App
         Environment.NewLine + "Run 'namernn <command> --help' for a command's options." + Environment.NewLine;
 
     private static string Help(Command command) =>
-        $"usage: namernn {command.Name} [options]{(command.Name == "predict" ? " NAME..." : "")}" + Environment.NewLine +
+        $"usage: namernn {command.Name} [options]{command.Name switch { "predict" => " NAME...", "runs show" => " RUN", "runs compare" => " RUN RUN...", _ => "" }}" + Environment.NewLine +
         command.Summary + Environment.NewLine + Environment.NewLine + "options:" + Environment.NewLine +
         CommandLine.Help(command.Settings()) + Environment.NewLine;
 }

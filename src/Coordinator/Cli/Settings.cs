@@ -34,8 +34,17 @@ public sealed class TrainSettings : DataSettings
 {
     private static readonly TrainingOptions Defaults = new();
 
-    [Option("--out", "the run's output folder (model, summary.json)", Value = "DIR")]
+    [Option("--out", "the run folder, used exactly as given (default: a new folder under --runs-dir)", Value = "DIR")]
     public string? Out { get; set; }
+
+    [Option("--runs-dir", "where new run folders are made, as RUNS/yyyyMMdd-HHmmss-NAME", Value = "DIR")]
+    public string RunsDir { get; set; } = "runs";
+
+    [Option("--name", "the name part of a new run folder (default: cell and hidden size, e.g. rnn128)", Value = "NAME")]
+    public string? Name { get; set; }
+
+    [Option("--log-level", "verbose, debug, information, warning or error", Value = "LEVEL")]
+    public string LogLevel { get; set; } = "information";
 
     [Option("--workers", "worker actors in this process (default: processor count)", Value = "N")]
     public int Workers { get; set; } = Environment.ProcessorCount;
@@ -54,6 +63,9 @@ public sealed class TrainSettings : DataSettings
 
     [Option("--embedding", "size of a learned letter embedding before the cell; 0 = one-hot letters (default: 0 for rnn, 64 for gru and lstm)", Value = "N")]
     public int? Embedding { get; set; }
+
+    [Option("--bidirectional", "a second cell reads each name backwards (default: off for rnn, on for gru and lstm; --bidirectional=false turns it off)", Value = "")]
+    public bool? Bidirectional { get; set; }
 
     [Option("--cell", "rnn (the seed's Elman RNN), gru or lstm", Value = "CELL")]
     public string Cell { get; set; } = Defaults.Cell;
@@ -156,7 +168,7 @@ public sealed class TrainSettings : DataSettings
         "--resume", "--workers", "--cluster", "--hostname", "--public-hostname", "--port", "--min-workers", "--seed-node",
         "--max-frame-size", "--cluster-secret", "--address-file", "--data", "--data-dir", "--data-url", "--worker-timeout",
         "--assignment-timeout", "--max-attempts", "--verbose", "--test-slow-ms", "--test-fail-at", "--tls-certificate",
-        "--tls-password", "--tls-insecure", "--public-hostname",
+        "--tls-password", "--tls-insecure", "--public-hostname", "--log-level",
     };
 
     /// <summary>Mode options that a resumed run keeps from its first start unless given again.</summary>
@@ -164,7 +176,9 @@ public sealed class TrainSettings : DataSettings
 
     public override void Validate()
     {
-        if (string.IsNullOrWhiteSpace(Out) && Resume is null) throw new UsageException("option --out: required: the folder the model and summary.json go to");
+        _ = NodeLogging.Parse(LogLevel);
+        if (Name is { } name && (name.Length == 0 || name.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0 || name.Contains('/')))
+            throw new UsageException($"option --name: '{name}' cannot be part of a folder name");
         CommandLine.Range("--workers", Workers, 1, 256);
         CommandLine.Range("--epochs", Epochs, 1, 100_000);
         CommandLine.Range("--batch-size", BatchSize, 1, 1 << 20);
@@ -191,7 +205,7 @@ public sealed class TrainSettings : DataSettings
         if (Cluster) Tls?.Load().Dispose();
         CommandLine.Range("--min-workers", MinWorkers, 1, 4096);
         CommandLine.Range("--max-frame-size", MaxFrameSize, 128_000, 1 << 30);
-        var needed = NameRnnHosting.RequiredFrameSize(ModelConfig.Create(Cell, Hidden, 18, ToTrainingOptions().Embedding).ParameterCount, Math.Max(MicroBatch, 1));
+        var needed = NameRnnHosting.RequiredFrameSize(ModelConfig.Create(Cell, Hidden, 18, ToTrainingOptions().Embedding, ToTrainingOptions().Bidirectional).ParameterCount, Math.Max(MicroBatch, 1));
         if (Cluster && needed > MaxFrameSize)
             throw new UsageException($"option --max-frame-size: {MaxFrameSize} bytes is too small for a {Cell} model of hidden size {Hidden}: its messages need {needed}; set --max-frame-size (on the coordinator and every worker) to at least {needed}");
     }
@@ -207,6 +221,7 @@ public sealed class TrainSettings : DataSettings
         Cell = Cell,
         Hidden = Hidden,
         Embedding = Embedding ?? (Cell == Cells.Rnn ? 0 : 64),
+        Bidirectional = Bidirectional ?? Cell != Cells.Rnn,
         Optimizer = Optimizer,
         LearningRate = Lr ?? (Optimizer == Optimizers.Sgd ? 0.1 : Defaults.LearningRate),
         Momentum = Momentum,

@@ -5,7 +5,10 @@ using NameRnn.Coordinator.Training;
 using NameRnn.Model.Data;
 using NameRnn.Model.Network;
 using NameRnn.Model.Training;
+using NameRnn.Coordinator.Runs;
 using Serilog;
+using Serilog.Events;
+using System.Globalization;
 using TorchSharp;
 
 namespace NameRnn.Coordinator.Cli;
@@ -13,43 +16,76 @@ namespace NameRnn.Coordinator.Cli;
 /// <summary><c>train</c>: reads the data, trains with the actor protocol, writes the model and summary.json.</summary>
 public static class TrainCommand
 {
-    public const string ConfigFile = "config.json";
+    public const string ConfigFile = RunFolder.ConfigFile;
 
     /// <summary>What a run folder's config.json holds: enough to understand the run, and to resume it.</summary>
     public sealed record RunConfig(
-        string RunId, DateTime Created, TrainSettings Settings, TrainingOptions Options, string DataPath, string DataSha256,
-        int TrainNames, int ValidationNames, int TestNames, IReadOnlyDictionary<string, string> Versions);
+        string RunId, DateTime Created, TrainSettings Settings, TrainingOptions Options, string? DataPath, string? DataSha256,
+        int? TrainNames, int? ValidationNames, int? TestNames, IReadOnlyDictionary<string, string> Versions, string? GitCommit);
 
-    public static async Task<int> RunAsync(TrainSettings given, IReadOnlySet<string> givenOptions, TextWriter stdout, ILogger log, CancellationToken cancellation)
+    public static async Task<int> RunAsync(TrainSettings given, IReadOnlySet<string> givenOptions, TextWriter stdout, TextWriter stderr,
+        ILogger consoleLog, CancellationToken cancellation)
     {
         var wall = Stopwatch.StartNew();
         var (settings, previous, checkpoint) = given.Resume is { } resumeDir
-            ? Resume(given, givenOptions, resumeDir, log)
+            ? Resume(given, givenOptions, resumeDir, consoleLog)
             : (given, null, null);
-        var outDir = settings.Out!;
         var options = settings.ToTrainingOptions();
+        var runId = previous?.RunId ?? $"{DateTime.UtcNow:yyyyMMdd-HHmmss}-{Guid.NewGuid().ToString("N")[..6]}";
+        var outDir = RunFolder.Resolve(settings.Out, settings.RunsDir, settings.Name ?? $"{options.Cell}{options.Hidden}", DateTime.Now);
+        settings.Out = outDir;
+        Directory.CreateDirectory(outDir);
+
+        using var rootLog = NodeLogging.Create(stderr, settings.Verbose ? LogEventLevel.Debug : NodeLogging.Parse(settings.LogLevel),
+            NameRnn.Worker.Hosting.NameRnnHosting.CoordinatorRole, Environment.MachineName, Path.Combine(outDir, RunFolder.LogFile));
+        var runLog = rootLog.ForContext("RunId", runId);
+        var previousLogger = Log.Logger;
+        Log.Logger = runLog;
+        try
+        {
+            var config = previous ?? new RunConfig(runId, DateTime.UtcNow, settings, options, settings.Data, null, null, null, null, Versions(),
+                RunFolder.GitCommit(Directory.GetCurrentDirectory()));
+            if (previous is null) WriteConfig(outDir, config);
+            runLog.Information("Run {RunId} in {RunDirectory}", runId, outDir);
+            return await TrainAsync(settings, options, config, checkpoint, outDir, stdout, stderr, runLog, wall, cancellation);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            runLog.Error(e, "Run {RunId} failed: {Reason}", runId, e.Message);
+            throw;
+        }
+        finally
+        {
+            Log.Logger = previousLogger;
+        }
+    }
+
+    private static void WriteConfig(string outDir, RunConfig config) =>
+        AtomicFile.Write(Path.Combine(outDir, ConfigFile), JsonSerializer.SerializeToUtf8Bytes(config, Json.Indented));
+
+    private static async Task<int> TrainAsync(TrainSettings settings, TrainingOptions options, RunConfig config, Checkpoint? checkpoint,
+        string outDir, TextWriter stdout, TextWriter stderr, ILogger log, Stopwatch wall, CancellationToken cancellation)
+    {
         var dataPath = await DataLocator.ResolveAsync(settings.Data, settings.DataDir, settings.DataUrl, log);
         var data = NamesData.Load(dataPath);
-        if (previous is not null && previous.DataSha256 != data.Stats.ContentSha256)
-            throw new DataException($"the data at {dataPath} (SHA-256 {data.Stats.ContentSha256[..12]}…) is not the data the run in {outDir} was trained on ({previous.DataSha256[..12]}…)");
+        if (config.DataSha256 is { } expected && expected != data.Stats.ContentSha256)
+            throw new DataException($"the data at {dataPath} (SHA-256 {data.Stats.ContentSha256[..12]}…) is not the data the run in {outDir} was trained on ({expected[..12]}…)");
         WarnAboutSkippedLines(data, log);
         var train = Subset(data.SplitOf(Split.Train), settings.MaxNames);
         var validation = data.SplitOf(Split.Validation);
         var test = data.SplitOf(Split.Test);
         log.Information("Data {Source}: {Pairs} names in {Classes} languages; train {Train}, validation {Validation}, test {Test}",
             data.Source, data.Pairs.Count, data.Labels.Count, train.Count, validation.Count, test.Count);
+        if (config.DataSha256 is null)
+            WriteConfig(outDir, config with
+            {
+                DataPath = Path.GetFullPath(dataPath), DataSha256 = data.Stats.ContentSha256,
+                TrainNames = train.Count, ValidationNames = validation.Count, TestNames = test.Count,
+            });
 
         torch.set_num_threads(1);
-        var model = ModelConfig.Create(options.Cell, options.Hidden, data.Labels.Count, options.Embedding);
-        var runId = previous?.RunId ?? $"{DateTime.UtcNow:yyyyMMdd-HHmmss}-{Guid.NewGuid().ToString("N")[..6]}";
-        Directory.CreateDirectory(outDir);
-        if (previous is null)
-        {
-            var config = new RunConfig(runId, DateTime.UtcNow, settings, options, Path.GetFullPath(dataPath), data.Stats.ContentSha256,
-                train.Count, validation.Count, test.Count, Versions());
-            AtomicFile.Write(Path.Combine(outDir, ConfigFile), JsonSerializer.SerializeToUtf8Bytes(config, Json.Indented));
-        }
-        var plan = new TrainingPlan(runId, options, model, data.Labels, train, validation, test,
+        var model = ModelConfig.Create(options.Cell, options.Hidden, data.Labels.Count, options.Embedding, options.Bidirectional);
+        var plan = new TrainingPlan(config.RunId, options, model, data.Labels, train, validation, test,
             settings.Cluster ? settings.MinWorkers : settings.Workers, settings.MaxAttempts, settings.ClusterSecret)
         {
             RunDirectory = outDir,
@@ -62,18 +98,35 @@ public static class TrainCommand
             ? new ClusterMode(settings.Hostname, settings.PublicHostname, settings.Port, settings.SeedNodes, settings.MaxFrameSize, settings.AddressFile, settings.Tls)
             : null;
         var faults = new NameRnn.Worker.WorkerFaults(TimeSpan.FromMilliseconds(settings.TestSlowMs), NameRnn.Worker.WorkerFaults.ParseFailAt(settings.TestFailAt));
-        var outcome = await TrainingHost.RunAsync(plan, settings.Cluster ? 0 : settings.Workers, cluster, faults, log, cancellation);
+        var interactive = ReferenceEquals(stderr, Console.Error) && !Console.IsErrorRedirected;
+        var recording = new RecorderOptions(outDir, stderr, interactive, checkpoint?.State.Step ?? 0);
+        var outcome = await TrainingHost.RunAsync(plan, settings.Cluster ? 0 : settings.Workers, cluster, faults, log, cancellation, recording);
         if (outcome is TrainingFailed failed)
             throw new TrainingException(failed.Reason);
         var result = (TrainingCompleted)outcome;
 
         ModelStore.Save(outDir, new SavedModel(model, data.Labels, result.BestParameters));
         ModelStore.Save(outDir, new SavedModel(model, data.Labels, result.FinalParameters), "last");
+        var pictures = Pictures.Write(outDir, result.Epochs, result.Test);
         var summary = Summary(settings, options, model, data, dataPath, train.Count, validation.Count, test.Count, result, wall.Elapsed.TotalSeconds);
-        AtomicFile.Write(Path.Combine(outDir, "summary.json"), JsonSerializer.SerializeToUtf8Bytes(summary, Json.Indented));
+        AtomicFile.Write(Path.Combine(outDir, RunFolder.SummaryFile), JsonSerializer.SerializeToUtf8Bytes(summary, Json.Indented));
+        var shown = new Dictionary<string, string>
+        {
+            ["cell"] = options.Cell, ["hidden"] = options.Hidden.ToString(CultureInfo.InvariantCulture),
+            ["embedding"] = options.Embedding.ToString(CultureInfo.InvariantCulture), ["bidirectional"] = options.Bidirectional.ToString(),
+            ["optimizer"] = options.Optimizer, ["learning rate"] = options.LearningRate.ToString(CultureInfo.InvariantCulture),
+            ["schedule"] = options.Schedule, ["epochs"] = options.Epochs.ToString(CultureInfo.InvariantCulture),
+            ["batch size"] = options.BatchSize.ToString(CultureInfo.InvariantCulture), ["micro-batch"] = options.MicroBatch.ToString(CultureInfo.InvariantCulture),
+            ["dropout"] = options.Dropout.ToString(CultureInfo.InvariantCulture), ["class weight power"] = options.ClassWeightPower.ToString(CultureInfo.InvariantCulture),
+            ["clip norm"] = options.ClipNorm.ToString(CultureInfo.InvariantCulture), ["seed"] = options.Seed.ToString(CultureInfo.InvariantCulture),
+            ["mode"] = settings.Cluster ? "cluster" : $"local, {settings.Workers} workers", ["data"] = Path.GetFullPath(dataPath),
+            ["parameters"] = model.ParameterCount.ToString(CultureInfo.InvariantCulture),
+        };
+        await File.WriteAllTextAsync(Path.Combine(outDir, RunFolder.ReportFile), SummaryReport.Render(config.RunId, shown, result, pictures), cancellation);
 
+        log.Information("Run {RunId} done: test accuracy {TestAccuracy:F4}, macro-F1 {TestMacroF1:F4}", config.RunId, result.Test.Accuracy, result.Test.MacroF1);
         stdout.WriteLine($"test accuracy {result.Test.Accuracy:F4}, macro-F1 {result.Test.MacroF1:F4} (best epoch {result.BestEpoch} of {options.Epochs}, validation accuracy {result.BestValidation.Accuracy:F4})");
-        stdout.WriteLine($"{result.TrainNamesPerSecond:F0} names/s with {result.WorkersSeen} workers; {wall.Elapsed.TotalSeconds:F1} s in all; model and summary.json in {outDir}");
+        stdout.WriteLine($"{result.TrainNamesPerSecond:F0} names/s with {result.WorkersSeen} workers; {wall.Elapsed.TotalSeconds:F1} s in all; run folder {outDir}");
         return 0;
     }
 
@@ -107,6 +160,8 @@ public static class TrainCommand
                 property.SetValue(settings, property.GetValue(current));
         settings.Out = dir;
         settings.Resume = null;
+        if (config.DataSha256 is null)
+            throw new DataException($"the run in {dir} never got as far as reading its data; start it again");
         settings.Validate();
         var (checkpoint, path, refused) = CheckpointStore.LoadLatest(dir);
         foreach (var reason in refused) log.Warning("Refused a checkpoint: {Reason}", reason);

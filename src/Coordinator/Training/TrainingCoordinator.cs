@@ -41,6 +41,7 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
 
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly TrainingPlan _plan;
+    private readonly IActorRef? _recorder;
     private readonly Dictionary<IActorRef, WorkerState> _workers = [];
     private readonly List<IActorRef> _workerOrder = [];
     private readonly Dictionary<string, int> _completedByWorker = [];
@@ -65,6 +66,8 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
 
     private double _epochLossSum;
     private int _epochNames;
+    private int _epochCorrect;
+    private readonly Stopwatch _thisStep = new();
     private float[]? _bestParameters;
     private ClassificationReport? _bestValidation;
     private int _bestEpoch = -1;
@@ -74,10 +77,11 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
     private readonly Stopwatch _waitingSince = new();
     private TimeSpan _lastWaitingLog;
 
-    public TrainingCoordinator(TrainingPlan plan)
+    public TrainingCoordinator(TrainingPlan plan, IActorRef? recorder)
     {
         _plan = plan;
-        _spec = new ModelSpec(plan.Model.Cell, plan.Model.Hidden, plan.Model.Classes, plan.Model.Inputs, plan.Model.Embedding, plan.Model.Hash());
+        _recorder = recorder;
+        _spec = new ModelSpec(plan.Model.Cell, plan.Model.Hidden, plan.Model.Classes, plan.Model.Inputs, plan.Model.Embedding, plan.Model.Bidirectional, plan.Model.Hash());
         _classWeights = plan.ClassWeights();
         Receive<StartTraining>(_ => OnStart());
         Receive<RegisterWorker>(OnRegister);
@@ -92,8 +96,9 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    public static Props Props(TrainingPlan plan) =>
-        Akka.Actor.Props.Create(() => new TrainingCoordinator(plan)).WithDispatcher(TorchDispatcher.Id);
+    /// <param name="recorder">Gets a <see cref="Runs.StepRecorded"/> per step and an <see cref="Runs.EpochRecorded"/> per epoch, if given.</param>
+    public static Props Props(TrainingPlan plan, IActorRef? recorder = null) =>
+        Akka.Actor.Props.Create(() => new TrainingCoordinator(plan, recorder)).WithDispatcher(TorchDispatcher.Id);
 
     protected override void PreStart()
     {
@@ -184,6 +189,7 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
         _pending.AddRange(Enumerable.Range(0, n));
         _durations.Clear();
         _received = 0;
+        _thisStep.Restart();
         Dispatch();
     }
 
@@ -249,7 +255,7 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
             Dispatch();
             return;
         }
-        _results[reply.MicroBatch] = new MicroBatchGradients(reply.LossSum, reply.Count, reply.Gradients);
+        _results[reply.MicroBatch] = new MicroBatchGradients(reply.LossSum, reply.Count, reply.Gradients, reply.Correct);
         _pending.Remove(reply.MicroBatch);
         if (took is { } t) _durations.Add(t.TotalSeconds);
         _received++;
@@ -416,6 +422,9 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
         _trainedNames += outcome.Names;
         _epochLossSum += outcome.Loss * outcome.Names;
         _epochNames += outcome.Names;
+        _epochCorrect += outcome.Correct;
+        _recorder?.Tell(new Runs.StepRecorded(outcome.Step, outcome.Epoch, (int)(outcome.Step % run.StepsPerEpoch), run.StepsPerEpoch,
+            _plan.Options.Epochs, outcome.Loss, outcome.LearningRate, outcome.Names / Math.Max(_thisStep.Elapsed.TotalSeconds, 1e-9), LiveWorkers));
         if (!double.IsFinite(outcome.Loss))
         {
             Fail($"the training loss became {outcome.Loss} at step {outcome.Step}; try a lower --lr");
@@ -435,7 +444,7 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
         var seconds = _epochClock.Elapsed.TotalSeconds;
         var evaluated = _run!.ModelParameters;
         var (loss, report) = _evaluator!.Evaluate(evaluated, _plan.Validation);
-        var summary = new EpochSummary(outcome.Epoch + 1, _epochLossSum / _epochNames, loss, report.Accuracy, report.MacroF1,
+        var summary = new EpochSummary(outcome.Epoch + 1, _epochLossSum / _epochNames, (double)_epochCorrect / _epochNames, loss, report.Accuracy, report.MacroF1,
             outcome.LearningRate, _epochNames / seconds, seconds, LiveWorkers);
         if (_plan.StopAtTestAccuracy is { } goal)
         {
@@ -443,17 +452,19 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
             if (summary.TestAccuracy >= goal) _stopEarly = true;
         }
         _epochs.Add(summary);
+        _recorder?.Tell(new Runs.EpochRecorded(_run.Step, summary));
         if (_bestValidation is null || report.Accuracy > _bestValidation.Accuracy)
         {
             _bestValidation = report;
             _bestParameters = evaluated;
             _bestEpoch = summary.Epoch;
         }
-        _log.Info("Epoch {Epoch}/{Epochs}: train loss {TrainLoss:F4}, validation loss {ValidationLoss:F4}, accuracy {Accuracy:F4}, macro-F1 {MacroF1:F4}, {NamesPerSecond:F0} names/s, {Workers} workers",
-            new object[] { summary.Epoch, _plan.Options.Epochs, summary.TrainLoss, summary.ValidationLoss, summary.ValidationAccuracy,
+        _log.Info("Epoch {Epoch}/{Epochs}: train loss {TrainLoss:F4}, accuracy {TrainAccuracy:F4}; validation loss {ValidationLoss:F4}, accuracy {Accuracy:F4}, macro-F1 {MacroF1:F4}; {NamesPerSecond:F0} names/s, {Workers} workers",
+            new object[] { summary.Epoch, _plan.Options.Epochs, summary.TrainLoss, summary.TrainAccuracy, summary.ValidationLoss, summary.ValidationAccuracy,
                 summary.ValidationMacroF1, summary.NamesPerSecond, summary.Workers });
         _epochLossSum = 0;
         _epochNames = 0;
+        _epochCorrect = 0;
         _trainClock.Start();
         _epochClock.Restart();
     }

@@ -19,7 +19,8 @@ public sealed record ClusterMode(string Hostname, string? PublicHostname, int Po
 /// </summary>
 public static class TrainingHost
 {
-    public static async Task<object> RunAsync(TrainingPlan plan, int localWorkers, ClusterMode? cluster, WorkerFaults firstWorkerFaults, ILogger log, CancellationToken cancellation)
+    public static async Task<object> RunAsync(TrainingPlan plan, int localWorkers, ClusterMode? cluster, WorkerFaults firstWorkerFaults, ILogger log,
+        CancellationToken cancellation, Runs.RecorderOptions? recording = null)
     {
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
         builder.Services.AddSerilog(log);
@@ -34,7 +35,8 @@ public static class TrainingHost
         try
         {
             var system = host.Services.GetRequiredService<ActorSystem>();
-            var coordinator = system.ActorOf(TrainingCoordinator.Props(plan), NameRnnHosting.CoordinatorName);
+            var recorder = recording is null ? null : system.ActorOf(Runs.RunRecorder.Props(recording), "recorder");
+            var coordinator = system.ActorOf(TrainingCoordinator.Props(plan, recorder), NameRnnHosting.CoordinatorName);
             for (var i = 1; i <= localWorkers; i++)
                 system.ActorOf(GradientWorker.Props(coordinator, $"local-{i}", faults: i == 1 ? firstWorkerFaults : null), $"worker-{i}");
             if (cluster is not null) AnnounceClusterNode(system, cluster, log);

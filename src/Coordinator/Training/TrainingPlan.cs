@@ -50,8 +50,9 @@ public sealed record StartTraining
 }
 
 /// <summary>One epoch's figures.</summary>
+/// <param name="TrainAccuracy">The share of the epoch's names the training forward passes (with dropout) got right.</param>
 public sealed record EpochSummary(
-    int Epoch, double TrainLoss, double ValidationLoss, double ValidationAccuracy, double ValidationMacroF1,
+    int Epoch, double TrainLoss, double TrainAccuracy, double ValidationLoss, double ValidationAccuracy, double ValidationMacroF1,
     double LearningRate, double NamesPerSecond, double Seconds, int Workers, double? TestAccuracy = null);
 
 public sealed record TrainingCompleted(

@@ -5,7 +5,8 @@ using static TorchSharp.torch;
 namespace NameRnn.Model.Network;
 
 /// <summary>The gradient sum and loss sum of one micro-batch.</summary>
-public sealed record MicroBatchGradients(double LossSum, int Count, float[] Gradients);
+/// <param name="Correct">How many names of the micro-batch the forward pass (with dropout) classified right.</param>
+public sealed record MicroBatchGradients(double LossSum, int Count, float[] Gradients, int Correct = 0);
 
 /// <summary>
 /// Computes the summed gradient of the (class-weighted) cross-entropy of a micro-batch for given
@@ -57,7 +58,8 @@ public sealed class GradientEngine : IDisposable
         _module.zero_grad();
         loss.backward();
         var gradients = ParameterIo.FlattenGradients(_module);
-        return new MicroBatchGradients(loss.data<float>()[0], names.Count, gradients);
+        var correct = (int)logits.argmax(1).eq(sortedLabels).sum().data<long>()[0];
+        return new MicroBatchGradients(loss.data<float>()[0], names.Count, gradients, correct);
     }
 
     public void Dispose()

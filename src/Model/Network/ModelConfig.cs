@@ -24,19 +24,26 @@ public static class Cells
 
 /// <summary>What defines a model's shape; saved with every model so that it loads without guessing.</summary>
 /// <param name="Embedding">Size of a learned letter embedding before the cell; 0 = one-hot letters (the seed's model).</param>
-public sealed record ModelConfig(string Cell, int Hidden, int Classes, int Inputs, int Embedding = 0)
+/// <param name="Bidirectional">A second cell reads each name backwards; the output layer sees both last states.</param>
+public sealed record ModelConfig(string Cell, int Hidden, int Classes, int Inputs, int Embedding = 0, bool Bidirectional = false)
 {
-    public static ModelConfig Create(string cell, int hidden, int classes, int embedding = 0) => new(cell, hidden, classes, Alphabet.Size, embedding);
+    public static ModelConfig Create(string cell, int hidden, int classes, int embedding = 0, bool bidirectional = false) =>
+        new(cell, hidden, classes, Alphabet.Size, embedding, bidirectional);
 
     /// <summary>(name, shape) of every parameter, in the module's parameter order.</summary>
     public IReadOnlyList<(string Name, long[] Shape)> ParameterShapes()
     {
         var g = Cells.Gates(Cell) * Hidden;
         var input = Embedding > 0 ? Embedding : Inputs;
-        List<(string, long[])> shapes = Cell == Cells.Rnn
-            ? [("U", [Hidden, input]), ("W", [Hidden, Hidden]), ("b", [Hidden]), ("V", [Classes, Hidden]), ("c", [Classes])]
-            : [("W_ih", [g, input]), ("W_hh", [g, Hidden]), ("b_ih", [g]), ("b_hh", [g]), ("V", [Classes, Hidden]), ("c", [Classes])];
-        if (Embedding > 0) shapes.Insert(0, ("E", [Embedding, Inputs]));
+        List<(string, long[])> CellShapes(string suffix) => Cell == Cells.Rnn
+            ? [("U" + suffix, [Hidden, input]), ("W" + suffix, [Hidden, Hidden]), ("b" + suffix, [Hidden])]
+            : [("W_ih" + suffix, [g, input]), ("W_hh" + suffix, [g, Hidden]), ("b_ih" + suffix, [g]), ("b_hh" + suffix, [g])];
+        var shapes = new List<(string, long[])>();
+        if (Embedding > 0) shapes.Add(("E", [Embedding, Inputs]));
+        shapes.AddRange(CellShapes(""));
+        if (Bidirectional) shapes.AddRange(CellShapes("_reverse"));
+        shapes.Add(("V", [Classes, (Bidirectional ? 2 : 1) * Hidden]));
+        shapes.Add(("c", [Classes]));
         return shapes;
     }
 
@@ -47,12 +54,12 @@ public sealed record ModelConfig(string Cell, int Hidden, int Classes, int Input
     /// a worker whose build differs would compute other gradients and is refused.
     /// </summary>
     public static string Format { get; } = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(
-        $"namernn-model-v1|{Alphabet.Letters}|{string.Join(",", Cells.All)}|E?|U,W,b,V,c|W_ih,W_hh,b_ih,b_hh,V,c")))[..16];
+        $"namernn-model-v1|{Alphabet.Letters}|{string.Join(",", Cells.All)}|E?|U,W,b(,_reverse)?,V,c|W_ih,W_hh,b_ih,b_hh,V,c")))[..16];
 
     /// <summary>A short hash of the configuration, so that peers can tell whether they build the same model.</summary>
     public string Hash()
     {
-        var text = $"{Format}|{Cell}|{Hidden}|{Classes}|{Inputs}|{Embedding}";
+        var text = $"{Format}|{Cell}|{Hidden}|{Classes}|{Inputs}|{Embedding}|{Bidirectional}";
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..16];
     }
 }

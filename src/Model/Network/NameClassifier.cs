@@ -42,8 +42,8 @@ public sealed class NameClassifier : nn.Module<PackedNames, Tensor>
         _first = config.Embedding > 0 ? 1 : 0;
     }
 
-    /// <summary>The k-th weight of the cell (after the embedding, when there is one).</summary>
-    private Parameter W(int k) => _weights[_first + k];
+    /// <summary>The k-th weight of the cell reading forwards (direction 0) or backwards (1), after the embedding when there is one.</summary>
+    private Parameter W(int direction, int k) => _weights[_first + direction * (_config.Cell == Cells.Rnn ? 3 : 4) + k];
 
     /// <summary>
     /// The input projection of every packed letter: a column of the input matrix (the one-hot
@@ -67,22 +67,26 @@ public sealed class NameClassifier : nn.Module<PackedNames, Tensor>
     /// <summary>The logits, with dropout on the input projections and the last state when <paramref name="dropout"/> is given (training).</summary>
     public Tensor Forward(PackedNames batch, Dropout? dropout)
     {
-        var tokens = torch.tensor(batch.Tokens, dtype: ScalarType.Int64);
-        var last = _config.Cell switch
-        {
-            Cells.Rnn => Elman(batch, tokens, dropout),
-            Cells.Gru => Gru(batch, tokens, dropout),
-            Cells.Lstm => Lstm(batch, tokens, dropout),
-            _ => throw new InvalidOperationException($"unknown cell '{_config.Cell}'"),
-        };
+        var last = Read(batch, torch.tensor(batch.Tokens, dtype: ScalarType.Int64), 0, dropout);
+        if (_config.Bidirectional)
+            last = torch.cat([last, Read(batch, torch.tensor(batch.ReversedTokens, dtype: ScalarType.Int64), 1, dropout)], 1);
         if (dropout is not null) last = dropout.Apply(last);
         return torch.addmm(_weights[^1], last, _weights[^2].t(), 1, 1);
     }
 
-    /// <summary>s_t = tanh(U x_t + W s_{t-1} + b), s_0 = 0.</summary>
-    private Tensor Elman(PackedNames batch, Tensor tokens, Dropout? dropout)
+    /// <summary>The state of the cell of <paramref name="direction"/> after the last of <paramref name="tokens"/> of every name.</summary>
+    private Tensor Read(PackedNames batch, Tensor tokens, int direction, Dropout? dropout) => _config.Cell switch
     {
-        var (u, w, b) = (W(0), W(1), W(2));
+        Cells.Rnn => Elman(batch, tokens, direction, dropout),
+        Cells.Gru => Gru(batch, tokens, direction, dropout),
+        Cells.Lstm => Lstm(batch, tokens, direction, dropout),
+        _ => throw new InvalidOperationException($"unknown cell '{_config.Cell}'"),
+    };
+
+    /// <summary>s_t = tanh(U x_t + W s_{t-1} + b), s_0 = 0.</summary>
+    private Tensor Elman(PackedNames batch, Tensor tokens, int direction, Dropout? dropout)
+    {
+        var (u, w, b) = (W(direction, 0), W(direction, 1), W(direction, 2));
         var inputs = Add(Project(u, tokens, dropout), b);
         return Unroll(batch, inputs, (x, state, n) =>
         {
@@ -92,11 +96,10 @@ public sealed class NameClassifier : nn.Module<PackedNames, Tensor>
     }
 
     /// <summary>PyTorch's GRU: r, z gates; n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)); h' = (1 − z) ⊙ n + z ⊙ h.</summary>
-    private Tensor Gru(PackedNames batch, Tensor tokens, Dropout? dropout)
+    private Tensor Gru(PackedNames batch, Tensor tokens, int direction, Dropout? dropout)
     {
-        var (wih, whh, bih, bhh) = (W(0), W(1), W(2), W(3));
+        var (wih, whh, bih, bhh) = (W(direction, 0), W(direction, 1), W(direction, 2), W(direction, 3));
         var inputs = Add(Project(wih, tokens, dropout), bih);
-        var hidden = _config.Hidden;
         return Unroll(batch, inputs, (x, state, n) =>
         {
             var xs = x.chunk(3, 1);
@@ -118,9 +121,9 @@ public sealed class NameClassifier : nn.Module<PackedNames, Tensor>
     }
 
     /// <summary>PyTorch's LSTM: i, f, g, o gates; c' = f ⊙ c + i ⊙ g; h' = o ⊙ tanh(c').</summary>
-    private Tensor Lstm(PackedNames batch, Tensor tokens, Dropout? dropout)
+    private Tensor Lstm(PackedNames batch, Tensor tokens, int direction, Dropout? dropout)
     {
-        var (wih, whh, bih, bhh) = (W(0), W(1), W(2), W(3));
+        var (wih, whh, bih, bhh) = (W(direction, 0), W(direction, 1), W(direction, 2), W(direction, 3));
         var inputs = Add(Add(Project(wih, tokens, dropout), bih), bhh);
         return Unroll(batch, inputs, (x, state, n) =>
         {

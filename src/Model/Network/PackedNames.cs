@@ -10,13 +10,18 @@ public sealed class PackedNames
     /// <summary>Order[i] is the index, in the caller's list, of the i-th name of the packed batch.</summary>
     public int[] Order { get; }
     public long[] Tokens { get; }
+
+    /// <summary>The same names read backwards, in the same layout (a reversed name keeps its length, so its place).</summary>
+    public long[] ReversedTokens { get; }
+
     public int[] BatchSizes { get; }
     public int Count => Order.Length;
 
-    private PackedNames(int[] order, long[] tokens, int[] batchSizes)
+    private PackedNames(int[] order, long[] tokens, long[] reversedTokens, int[] batchSizes)
     {
         Order = order;
         Tokens = tokens;
+        ReversedTokens = reversedTokens;
         BatchSizes = batchSizes;
     }
 
@@ -36,10 +41,15 @@ public sealed class PackedNames
             total += n;
         }
         var tokens = new long[total];
+        var reversed = new long[total];
         var k = 0;
         for (var t = 0; t < longest; t++)
             for (var i = 0; i < batchSizes[t]; i++)
-                tokens[k++] = encoded[order[i]][t];
-        return new PackedNames(order, tokens, batchSizes);
+            {
+                var name = encoded[order[i]];
+                tokens[k] = name[t];
+                reversed[k++] = name[name.Length - 1 - t];
+            }
+        return new PackedNames(order, tokens, reversed, batchSizes);
     }
 }

@@ -26,6 +26,7 @@ public static class ModelStore
         [property: JsonPropertyName("hidden")] int Hidden,
         [property: JsonPropertyName("inputs")] int Inputs,
         [property: JsonPropertyName("embedding")] int Embedding,
+        [property: JsonPropertyName("bidirectional")] bool Bidirectional,
         [property: JsonPropertyName("alphabet")] string Alphabet,
         [property: JsonPropertyName("labels")] IReadOnlyList<string> Labels,
         [property: JsonPropertyName("parameter_shapes")] IReadOnlyDictionary<string, long[]> ParameterShapes,
@@ -38,7 +39,7 @@ public static class ModelStore
     {
         Directory.CreateDirectory(directory);
         var binName = name + ".bin";
-        var file = new ModelFile(FormatVersion, model.Config.Cell, model.Config.Hidden, model.Config.Inputs, model.Config.Embedding, Alphabet.Letters,
+        var file = new ModelFile(FormatVersion, model.Config.Cell, model.Config.Hidden, model.Config.Inputs, model.Config.Embedding, model.Config.Bidirectional, Alphabet.Letters,
             model.Labels, model.Config.ParameterShapes().ToDictionary(p => p.Name, p => p.Shape), binName, Sha256(model.Parameters));
         AtomicFile.Write(Path.Combine(directory, binName), ToBytes(model.Parameters));
         AtomicFile.Write(Path.Combine(directory, name + ".json"), JsonSerializer.SerializeToUtf8Bytes(file, Json));
@@ -65,7 +66,7 @@ public static class ModelStore
             throw new DataException($"{jsonPath}: the model was trained on another alphabet");
         if (!Cells.All.Contains(file.Cell) || file.Hidden <= 0 || file.Embedding < 0 || file.Labels is null || file.Labels.Count < 2)
             throw new DataException($"{jsonPath}: invalid model configuration (cell '{file.Cell}', hidden {file.Hidden})");
-        var config = new ModelConfig(file.Cell, file.Hidden, file.Labels.Count, file.Inputs, file.Embedding);
+        var config = new ModelConfig(file.Cell, file.Hidden, file.Labels.Count, file.Inputs, file.Embedding, file.Bidirectional);
         var binPath = Path.Combine(directory, Path.GetFileName(file.ParametersFile));
         if (!File.Exists(binPath)) throw new DataException($"{binPath}: missing parameters file of the model in '{directory}'");
         var bytes = File.ReadAllBytes(binPath);

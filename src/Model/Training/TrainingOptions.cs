@@ -13,6 +13,8 @@ public sealed record TrainingOptions
     public int Hidden { get; init; } = 128;
     /// <summary>Size of a learned letter embedding; 0 = one-hot letters, as in the seed's model.</summary>
     public int Embedding { get; init; }
+    /// <summary>A second cell reads each name backwards.</summary>
+    public bool Bidirectional { get; init; }
     public string Optimizer { get; init; } = Optimizers.Adam;
     public double LearningRate { get; init; } = 2e-3;
     public double Momentum { get; init; } = 0.9;

@@ -14,7 +14,7 @@ public sealed record MicroBatch(int Index, string[] Names, int[] Labels, long No
 public sealed record RunState(int Epoch, int StepInEpoch, long Step, float[] Parameters, float[]? Average, OptimizerState Optimizer);
 
 /// <summary>What one optimizer step did.</summary>
-public sealed record StepOutcome(long Step, int Epoch, double Loss, double LearningRate, double GradientNorm, int Names, bool EpochEnded);
+public sealed record StepOutcome(long Step, int Epoch, double Loss, double LearningRate, double GradientNorm, int Names, bool EpochEnded, int Correct = 0);
 
 /// <summary>
 /// The synchronous data-parallel protocol without any actor: the epoch order (a seeded shuffle),
@@ -139,7 +139,7 @@ public sealed class TrainingRun
             var decay = (float)Math.Min(_options.AverageDecay, (1.0 + Step) / (10.0 + Step));
             for (var i = 0; i < next.Length; i++) _average[i] = decay * _average[i] + (1 - decay) * next[i];
         }
-        var outcome = new StepOutcome(Step, Epoch, lossSum / count, learningRate, norm, count, StepInEpoch + 1 == StepsPerEpoch);
+        var outcome = new StepOutcome(Step, Epoch, lossSum / count, learningRate, norm, count, StepInEpoch + 1 == StepsPerEpoch, inMicroBatchOrder.Sum(g => g.Correct));
         Step++;
         StepInEpoch++;
         if (StepInEpoch == StepsPerEpoch)

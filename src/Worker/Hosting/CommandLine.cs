@@ -49,7 +49,7 @@ public static class CommandLine
             if (!options.TryGetValue(name, out var property))
                 throw new UsageException($"unknown option '{name}'; see --help for the options of this command");
             string? value;
-            if (property.PropertyType == typeof(bool))
+            if ((Nullable.GetUnderlyingType(property.PropertyType) ?? property.PropertyType) == typeof(bool))
                 value = eq < 0 ? "true" : arg[(eq + 1)..];
             else if (eq >= 0)
                 value = arg[(eq + 1)..];
@@ -96,7 +96,7 @@ public static class CommandLine
     public static string Help(object defaults) => string.Join(Environment.NewLine,
         OptionsOf(defaults.GetType()).Where(o => !o.Attribute.Hidden).Select(o =>
         {
-            var isFlag = o.Property.PropertyType == typeof(bool);
+            var isFlag = (Nullable.GetUnderlyingType(o.Property.PropertyType) ?? o.Property.PropertyType) == typeof(bool);
             var left = isFlag ? o.Attribute.Name : $"{o.Attribute.Name} {o.Attribute.Value}";
             var value = o.Property.GetValue(defaults);
             var shown = isFlag || value is null || o.Attribute.Help.Contains("default", StringComparison.Ordinal)

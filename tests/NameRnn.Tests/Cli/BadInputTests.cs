@@ -91,9 +91,11 @@ public class BadInputTests
         Assert.Equal(3, summary.GetProperty("data").GetProperty("skipped_empty_after_normalisation").GetInt32());
     }
 
-    [Fact]
-    public async Task Train_without_out_is_a_usage_error() =>
-        AssertOneLineError(await CliRunner.RunAsync("train", "--data", TestData.NamesFolder), 2, "--out");
+    [Theory]
+    [InlineData("--log-level", "chatty")]
+    [InlineData("--name", "a/b")]
+    public async Task Bad_logging_options_are_usage_errors(string option, string value) =>
+        AssertOneLineError(await Train(TestData.NamesFolder, option, value), 2, option);
 
     [Fact]
     public async Task An_unknown_command_is_a_usage_error() =>

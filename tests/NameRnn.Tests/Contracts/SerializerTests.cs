@@ -46,7 +46,7 @@ public sealed class SerializerTests : IDisposable
     [Property]
     public void The_small_messages_round_trip(NonNull<string> a, NonNull<string> b, NonNull<string> c, int n, int m, long step, float[]? weights)
     {
-        var spec = new ModelSpec(Text(a), n, m, n ^ m, m - n, Text(b));
+        var spec = new ModelSpec(Text(a), n, m, n ^ m, m - n, step % 2 == 0, Text(b));
         object[] messages =
         [
             spec,

@@ -15,9 +15,12 @@ public class NetworkTests
     [InlineData("rnn", 16, 8)]
     [InlineData("gru", 16, 8)]
     [InlineData("lstm", 16, 8)]
-    public void Batched_forward_equals_a_one_name_at_a_time_forward(string cell, int hidden, int embedding)
+    [InlineData("rnn", 16, 0, true)]
+    [InlineData("gru", 16, 8, true)]
+    [InlineData("lstm", 16, 0, true)]
+    public void Batched_forward_equals_a_one_name_at_a_time_forward(string cell, int hidden, int embedding, bool bidirectional = false)
     {
-        var config = ModelConfig.Create(cell, hidden, 18, embedding);
+        var config = ModelConfig.Create(cell, hidden, 18, embedding, bidirectional);
         var parameters = ParameterInit.Create(config, seed: 7);
         var module = new NameClassifier(config);
         ParameterIo.Load(module, parameters);
@@ -39,9 +42,10 @@ public class NetworkTests
     [InlineData("gru", 0)]
     [InlineData("lstm", 0)]
     [InlineData("gru", 4)]
-    public void Gradients_agree_with_finite_differences(string cell, int embedding)
+    [InlineData("lstm", 3, true)]
+    public void Gradients_agree_with_finite_differences(string cell, int embedding, bool bidirectional = false)
     {
-        var config = ModelConfig.Create(cell, 6, 5, embedding);
+        var config = ModelConfig.Create(cell, 6, 5, embedding, bidirectional);
         var parameters = ParameterInit.Create(config, seed: 3);
         var labels = new[] { 0, 4, 2, 1, 3, 2, 0, 1, 4 };
         var weights = new float[] { 1f, 2f, 0.5f, 1.5f, 1f };

@@ -13,10 +13,22 @@ public static class ReferenceNetwork
     public static double[] Logits(ModelConfig config, float[] flat, string name)
     {
         var p = Unflatten(config, flat);
+        var letters = Alphabet.Encode(name);
+        var state = LastState(config, p, letters, "");
+        if (config.Bidirectional)
+            state = [.. state, .. LastState(config, p, letters.Reverse().ToArray(), "_reverse")];
+        return Add(MatVec(p["V"], state), p["c"][0]);
+    }
+
+    private static double[] LastState(ModelConfig config, Dictionary<string, double[][]> all, int[] letters, string suffix)
+    {
+        var p = all.Where(kv => !kv.Key.EndsWith("_reverse", StringComparison.Ordinal)).ToDictionary(kv => kv.Key, kv => kv.Value);
+        foreach (var key in all.Keys.Where(k => suffix.Length > 0 && k.EndsWith(suffix, StringComparison.Ordinal)))
+            p[key[..^suffix.Length]] = all[key];
         var h = config.Hidden;
         var state = new double[h];
         var cell = new double[h];
-        foreach (var letter in Alphabet.Encode(name))
+        foreach (var letter in letters)
         {
             var oneHot = new double[config.Inputs];
             oneHot[letter] = 1;
@@ -63,7 +75,7 @@ public static class ReferenceNetwork
                 }
             }
         }
-        return Add(MatVec(p["V"], state), p["c"][0]);
+        return state;
     }
 
     private static Dictionary<string, double[][]> Unflatten(ModelConfig config, float[] flat)
