@@ -51,7 +51,7 @@ public static class TrainCommand
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
-            runLog.Error(e, "Run {RunId} failed: {Reason}", runId, e.Message);
+            runLog.ForContext(NodeLogging.FileOnly, true).Error(e, "Run {RunId} failed: {Reason}", runId, e.Message);
             throw;
         }
         finally

@@ -59,9 +59,14 @@ public static class NodeLogging
         return configuration.CreateLogger();
     }
 
+    /// <summary>Events with this property go to the log file only (e.g. an error the console already shows as the error line).</summary>
+    public const string FileOnly = "FileOnly";
+
     private static LoggerConfiguration Configure(TextWriter writer, LogEventLevel level) => new LoggerConfiguration()
         .MinimumLevel.Is(level)
         .MinimumLevel.Override("Akka", level <= LogEventLevel.Debug ? level : LogEventLevel.Warning)
         .MinimumLevel.Override("Microsoft", LogEventLevel.Warning)
-        .WriteTo.Sink(new TextWriterSink(writer, new MessageTemplateTextFormatter(ConsoleTemplate)));
+        .WriteTo.Logger(console => console
+            .Filter.ByExcluding(e => e.Properties.ContainsKey(FileOnly))
+            .WriteTo.Sink(new TextWriterSink(writer, new MessageTemplateTextFormatter(ConsoleTemplate))));
 }
