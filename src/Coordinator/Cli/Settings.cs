@@ -64,7 +64,7 @@ public sealed class TrainSettings : DataSettings
     [Option("--embedding", "size of a learned letter embedding before the cell; 0 = one-hot letters (default: 0 for rnn, 64 for gru and lstm)", Value = "N")]
     public int? Embedding { get; set; }
 
-    [Option("--bidirectional", "a second cell reads each name backwards (default: off for rnn, on for gru and lstm; --bidirectional=false turns it off)", Value = "")]
+    [Option("--bidirectional", "a second cell reads each name backwards", Value = "")]
     public bool? Bidirectional { get; set; }
 
     [Option("--cell", "rnn (the seed's Elman RNN), gru or lstm", Value = "CELL")]
@@ -94,7 +94,7 @@ public sealed class TrainSettings : DataSettings
     [Option("--seed", "seed of the initial weights and the epoch order", Value = "N")]
     public long Seed { get; set; } = Defaults.Seed;
 
-    [Option("--dropout", "dropout rate on the input projections and the last state (default: 0 for rnn, 0.3 for gru and lstm)", Value = "X")]
+    [Option("--dropout", "dropout rate on the letter inputs and the last state (default: 0.1 for rnn, 0.3 for gru and lstm)", Value = "X")]
     public double? Dropout { get; set; }
 
     [Option("--average-decay", "evaluate and keep a moving average of the parameters with this decay; 0 = the raw parameters", Value = "X")]
@@ -221,7 +221,7 @@ public sealed class TrainSettings : DataSettings
         Cell = Cell,
         Hidden = Hidden,
         Embedding = Embedding ?? (Cell == Cells.Rnn ? 0 : 64),
-        Bidirectional = Bidirectional ?? Cell != Cells.Rnn,
+        Bidirectional = Bidirectional ?? false,
         Optimizer = Optimizer,
         LearningRate = Lr ?? (Optimizer == Optimizers.Sgd ? 0.1 : Defaults.LearningRate),
         Momentum = Momentum,
@@ -231,7 +231,7 @@ public sealed class TrainSettings : DataSettings
         ClassWeightPower = ClassWeightPower,
         Seed = Seed,
         AverageDecay = AverageDecay,
-        Dropout = Dropout ?? (Cell == Cells.Rnn ? 0 : 0.3),
+        Dropout = Dropout ?? (Cell == Cells.Rnn ? 0.1 : 0.3),
     };
 }
 

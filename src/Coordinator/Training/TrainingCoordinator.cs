@@ -32,6 +32,7 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
         public long KnownVersion { get; set; } = -1;
         public bool Suspended { get; set; }
         public bool Idle => Outstanding.Count == 0 && !Suspended;
+        public bool CanTake(int depth) => Outstanding.Count < depth && !Suspended;
     }
 
     private sealed class Tick
@@ -193,15 +194,21 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
         Dispatch();
     }
 
-    /// <summary>Gives pending micro-batches, lowest index first, to idle workers; a retried one to a worker it has not failed on when there is one.</summary>
+    /// <summary>
+    /// Gives pending micro-batches, lowest index first, to the workers with the least work in hand,
+    /// up to <see cref="TrainingPlan.PipelineDepth"/> each, so that a worker finds its next
+    /// micro-batch waiting when it sends a reply; a retried one goes to a worker it has not failed on
+    /// when there is one.
+    /// </summary>
     private void Dispatch()
     {
         if (!Started || _requester is null) return;
         foreach (var index in _pending.ToList())
         {
-            var idle = _workerOrder.Where(w => _workers[w].Idle).ToList();
-            if (idle.Count == 0) break;
-            var worker = idle.FirstOrDefault(w => !_failedOn[index].Contains(w)) ?? idle[0];
+            var open = _workerOrder.Where(w => _workers[w].CanTake(_plan.PipelineDepth))
+                .OrderBy(w => _workers[w].Outstanding.Count).ToList();
+            if (open.Count == 0) break;
+            var worker = open.FirstOrDefault(w => !_failedOn[index].Contains(w)) ?? open[0];
             _pending.Remove(index);
             Assign(worker, index);
         }

@@ -32,6 +32,9 @@ public sealed record TrainingPlan(
     /// <summary>How long one assignment may take before its micro-batch is given to another worker too.</summary>
     public TimeSpan AssignmentTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>Micro-batches a worker may hold at once: more than one hides the message round trip behind computation.</summary>
+    public int PipelineDepth { get; init; } = 2;
+
     /// <summary>Benchmarks only: evaluate on the test split after every epoch and stop once its accuracy reaches this; null = never.</summary>
     public double? StopAtTestAccuracy { get; init; }
 

@@ -24,7 +24,7 @@ public sealed record TrainingOptions
     /// <summary>Largest global L2 norm of the averaged gradient; 0 turns clipping off.</summary>
     public double ClipNorm { get; init; } = 1.0;
     /// <summary>Class weight (largest class size / class size)^power in the loss; 0 weights all classes alike.</summary>
-    public double ClassWeightPower { get; init; } = 0.3;
+    public double ClassWeightPower { get; init; } = 0.15;
     public long Seed { get; init; } = 1;
     /// <summary>Dropout rate on the input projections and on the last state before the output layer; 0 = none.</summary>
     public double Dropout { get; init; }

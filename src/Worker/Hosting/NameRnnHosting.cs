@@ -51,7 +51,10 @@ public static class NameRnnHosting
     /// <summary>The TorchSharp dispatcher and Serilog as Akka's logger.</summary>
     public static AkkaConfigurationBuilder AddNameRnnDefaults(this AkkaConfigurationBuilder akka) => akka
         .AddHocon(TorchDispatcher.Hocon, HoconAddMode.Append)
-        .AddHocon("akka.stdout-loglevel = WARNING", HoconAddMode.Append)
+        .AddHocon($"""
+            akka.stdout-loglevel = WARNING
+            akka.stdout-logger-class = "{typeof(StandardErrorLogger).AssemblyQualifiedName}"
+            """, HoconAddMode.Append)
         .ConfigureLoggers(loggers =>
         {
             loggers.ClearLoggers();

@@ -70,3 +70,16 @@ public static class NodeLogging
             .Filter.ByExcluding(e => e.Properties.ContainsKey(FileOnly))
             .WriteTo.Sink(new TextWriterSink(writer, new MessageTemplateTextFormatter(ConsoleTemplate))));
 }
+
+/// <summary>
+/// Akka's fallback logger (used while the actor system starts and stops, before and after Serilog):
+/// warnings and errors to stderr, so that stdout carries only a command's results.
+/// </summary>
+public sealed class StandardErrorLogger : Akka.Event.MinimalLogger
+{
+    protected override void Log(object message)
+    {
+        if (message is Akka.Event.LogEvent e && e.LogLevel() < Akka.Event.LogLevel.WarningLevel) return;
+        Console.Error.WriteLine(message);
+    }
+}
