@@ -33,6 +33,9 @@ public sealed class RunRecorder : ReceiveActor
 
     private static readonly TimeSpan PlainInterval = TimeSpan.FromSeconds(10);
 
+    /// <summary>Step scalars go to TensorBoard every this many steps (and at each epoch's end): each write costs a file append.</summary>
+    public const int TensorBoardEvery = 10;
+
     private readonly RecorderOptions _options;
     private readonly StreamWriter _metrics;
     private readonly TorchSharp.Modules.SummaryWriter _tensorboard;
@@ -71,10 +74,13 @@ public sealed class RunRecorder : ReceiveActor
     {
         _metrics.WriteLine(string.Join(",", "step", s.Epoch + 1, s.Step + 1, F(s.Loss), F(s.LearningRate), F(s.NamesPerSecond), s.Workers, "", "", "", "", "", ""));
         var step = (int)Math.Min(s.Step + 1, int.MaxValue);
-        _tensorboard.add_scalar("train/loss", (float)s.Loss, step);
-        _tensorboard.add_scalar("train/learning_rate", (float)s.LearningRate, step);
-        _tensorboard.add_scalar("train/names_per_second", (float)s.NamesPerSecond, step);
-        _tensorboard.add_scalar("train/workers", s.Workers, step);
+        if (step % TensorBoardEvery == 0 || s.StepInEpoch + 1 == s.StepsPerEpoch)
+        {
+            _tensorboard.add_scalar("train/loss", (float)s.Loss, step);
+            _tensorboard.add_scalar("train/learning_rate", (float)s.LearningRate, step);
+            _tensorboard.add_scalar("train/names_per_second", (float)s.NamesPerSecond, step);
+            _tensorboard.add_scalar("train/workers", s.Workers, step);
+        }
         ShowProgress(s);
     }
 

@@ -70,7 +70,9 @@ public class RunFolderTests
         var accuracy = scalars.Where(s => s.Tag == "epoch/validation_accuracy").OrderBy(s => s.Step).ToList();
         Assert.Equal([1L, 2L], accuracy.Select(s => s.Step));
         Assert.Equal((float)double.Parse(epochs[1][10], CultureInfo.InvariantCulture), accuracy[1].Value);
-        Assert.Equal(20, scalars.Count(s => s.Tag == "train/loss"));
+        var losses = scalars.Where(s => s.Tag == "train/loss").ToDictionary(s => s.Step, s => s.Value);
+        Assert.Equal([10L, 20L], losses.Keys.Order());
+        Assert.Equal((float)double.Parse(steps[19][3], CultureInfo.InvariantCulture), losses[20]);
         Assert.Contains(scalars, s => s.Tag == "train/learning_rate");
         Assert.Contains(scalars, s => s.Tag == "epoch/validation_macro_f1");
         Assert.Contains(scalars, s => s.Tag == "train/names_per_second");

@@ -25,7 +25,7 @@ public class CoordinatorTests() : TestKit(TorchDispatcher.Hocon)
         };
         LabelledName[] train = [new("Abe", 0), new("Bo", 1), new("Cyd", 0), new("Dee", 1)];
         LabelledName[] held = [new("Ed", 0), new("Fa", 1)];
-        return new TrainingPlan("run-1", options, ModelConfig.Create(Cells.Rnn, 2, 2), ["A", "B"], train, held, held, minWorkers);
+        return new TrainingPlan("run-1", options, ModelConfig.Create(Cells.Rnn, 2, 2), ["A", "B"], train, held, held, minWorkers) { PipelineDepth = 1 };
     }
 
     private static float[] Filled(int count, float value) => Enumerable.Repeat(value, count).ToArray();
@@ -75,6 +75,23 @@ public class CoordinatorTests() : TestKit(TorchDispatcher.Hocon)
         Assert.Equal(expected, done.FinalParameters);
         Assert.Equal(2, done.MicroBatchesPerWorker["a"]);
         Assert.Equal(2, done.MicroBatchesPerWorker["b"]);
+    }
+
+    [Fact]
+    public void With_a_pipeline_a_worker_holds_its_next_micro_batch_before_it_replies()
+    {
+        var plan = Plan(minWorkers: 1) with { PipelineDepth = 2 };
+        var coordinator = Sys.ActorOf(TrainingCoordinator.Props(plan));
+        var a = Register(coordinator, "a");
+        coordinator.Tell(StartTraining.Instance, TestActor);
+        var first = a.ExpectMsg<ComputeGradients>(Wait);
+        var second = a.ExpectMsg<ComputeGradients>(Wait);
+        Assert.Equal((0, 1), (first.MicroBatch, second.MicroBatch));
+        Assert.NotNull(first.Parameters);
+        Assert.Null(second.Parameters);
+        a.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
+        Reply(a, coordinator, first, 1f);
+        Assert.Equal(2, a.ExpectMsg<ComputeGradients>(Wait).MicroBatch);
     }
 
     [Fact]
