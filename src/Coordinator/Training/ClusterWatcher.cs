@@ -1,5 +1,6 @@
 using Akka.Actor;
 using Akka.Cluster;
+using Akka.Remote;
 
 namespace NameRnn.Coordinator.Training;
 
@@ -40,14 +41,30 @@ public sealed class ClusterWatcher : ReceiveActor, IWithTimers
             if (_cluster.State.Unreachable.Any(m => m.Address.Equals(d.Address))) _cluster.Down(d.Address);
         });
         Receive<ClusterEvent.MemberRemoved>(e => Context.Parent.Tell(new NodeUnreachable(e.Member.Address)));
+        // A worker process that dies closes its TCP connection at once: its work need not wait for
+        // the failure detector. A new association (a node that is still alive) makes it usable again.
+        Receive<DisassociatedEvent>(e => Context.Parent.Tell(new NodeUnreachable(e.RemoteAddress)));
+        Receive<AssociatedEvent>(e =>
+        {
+            if (!_cluster.State.Unreachable.Any(m => m.Address.Equals(e.RemoteAddress)))
+                Context.Parent.Tell(new NodeReachable(e.RemoteAddress));
+        });
         Receive<ClusterEvent.IClusterDomainEvent>(_ => { });
     }
 
     public static Props Props() => Akka.Actor.Props.Create(() => new ClusterWatcher());
 
-    protected override void PreStart() =>
+    protected override void PreStart()
+    {
         _cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents,
             typeof(ClusterEvent.UnreachableMember), typeof(ClusterEvent.ReachableMember), typeof(ClusterEvent.MemberRemoved));
+        Context.System.EventStream.Subscribe(Self, typeof(DisassociatedEvent));
+        Context.System.EventStream.Subscribe(Self, typeof(AssociatedEvent));
+    }
 
-    protected override void PostStop() => _cluster.Unsubscribe(Self);
+    protected override void PostStop()
+    {
+        _cluster.Unsubscribe(Self);
+        Context.System.EventStream.Unsubscribe(Self);
+    }
 }
