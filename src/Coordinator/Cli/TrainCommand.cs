@@ -36,8 +36,9 @@ public static class TrainCommand
         settings.Out = outDir;
         Directory.CreateDirectory(outDir);
 
+        var bar = ReferenceEquals(stderr, Console.Error) && !Console.IsErrorRedirected ? new ProgressLine(stderr) : null;
         using var rootLog = NodeLogging.Create(stderr, settings.Verbose ? LogEventLevel.Debug : NodeLogging.Parse(settings.LogLevel),
-            NameRnn.Worker.Hosting.NameRnnHosting.CoordinatorRole, Environment.MachineName, Path.Combine(outDir, RunFolder.LogFile));
+            NameRnn.Worker.Hosting.NameRnnHosting.CoordinatorRole, Environment.MachineName, Path.Combine(outDir, RunFolder.LogFile), progress: bar);
         var runLog = rootLog.ForContext("RunId", runId);
         var previousLogger = Log.Logger;
         Log.Logger = runLog;
@@ -47,7 +48,7 @@ public static class TrainCommand
                 RunFolder.GitCommit(Directory.GetCurrentDirectory()));
             if (previous is null) WriteConfig(outDir, config);
             runLog.Information("Run {RunId} in {RunDirectory}", runId, outDir);
-            return await TrainAsync(settings, options, config, checkpoint, outDir, stdout, stderr, runLog, wall, cancellation);
+            return await TrainAsync(settings, options, config, checkpoint, outDir, stdout, stderr, bar, runLog, wall, cancellation);
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
@@ -64,7 +65,7 @@ public static class TrainCommand
         AtomicFile.Write(Path.Combine(outDir, ConfigFile), JsonSerializer.SerializeToUtf8Bytes(config, Json.Indented));
 
     private static async Task<int> TrainAsync(TrainSettings settings, TrainingOptions options, RunConfig config, Checkpoint? checkpoint,
-        string outDir, TextWriter stdout, TextWriter stderr, ILogger log, Stopwatch wall, CancellationToken cancellation)
+        string outDir, TextWriter stdout, TextWriter stderr, ProgressLine? bar, ILogger log, Stopwatch wall, CancellationToken cancellation)
     {
         var dataPath = await DataLocator.ResolveAsync(settings.Data, settings.DataDir, settings.DataUrl, log);
         var data = NamesData.Load(dataPath);
@@ -98,8 +99,7 @@ public static class TrainCommand
             ? new ClusterMode(settings.Hostname, settings.PublicHostname, settings.Port, settings.SeedNodes, settings.MaxFrameSize, settings.AddressFile, settings.Tls)
             : null;
         var faults = new NameRnn.Worker.WorkerFaults(TimeSpan.FromMilliseconds(settings.TestSlowMs), NameRnn.Worker.WorkerFaults.ParseFailAt(settings.TestFailAt));
-        var interactive = ReferenceEquals(stderr, Console.Error) && !Console.IsErrorRedirected;
-        var recording = new RecorderOptions(outDir, stderr, interactive, checkpoint?.State.Step ?? 0);
+        var recording = new RecorderOptions(outDir, stderr, bar, checkpoint?.State.Step ?? 0);
         var outcome = await TrainingHost.RunAsync(plan, settings.Cluster ? 0 : settings.Workers, cluster, faults, log, cancellation, recording);
         if (outcome is TrainingFailed failed)
             throw new TrainingException(failed.Reason);

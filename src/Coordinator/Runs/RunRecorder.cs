@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using Akka.Actor;
 using NameRnn.Coordinator.Training;
+using NameRnn.Worker.Hosting;
 using TorchSharp;
 
 namespace NameRnn.Coordinator.Runs;
@@ -14,7 +15,8 @@ public sealed record StepRecorded(long Step, int Epoch, int StepInEpoch, int Ste
 public sealed record EpochRecorded(long Step, EpochSummary Summary);
 
 /// <summary>Where a run's metrics go and how progress is shown.</summary>
-public sealed record RecorderOptions(string RunDirectory, TextWriter Progress, bool Interactive, long ResumeStep);
+/// <param name="Bar">The terminal's progress line, or null when the output is not a terminal (plain lines go to <paramref name="Plain"/>).</param>
+public sealed record RecorderOptions(string RunDirectory, TextWriter Plain, ProgressLine? Bar, long ResumeStep);
 
 /// <summary>
 /// Records a run as it goes: <c>metrics.csv</c> (a row per step and per epoch, told apart by
@@ -41,7 +43,6 @@ public sealed class RunRecorder : ReceiveActor
     private readonly TorchSharp.Modules.SummaryWriter _tensorboard;
     private readonly System.Diagnostics.Stopwatch _sinceLine = System.Diagnostics.Stopwatch.StartNew();
     private readonly System.Diagnostics.Stopwatch _epochClock = System.Diagnostics.Stopwatch.StartNew();
-    private bool _barShown;
 
     public RunRecorder(RecorderOptions options)
     {
@@ -97,11 +98,7 @@ public sealed class RunRecorder : ReceiveActor
         _tensorboard.add_scalar("epoch/validation_macro_f1", (float)s.ValidationMacroF1, s.Epoch);
         _tensorboard.add_scalar("epoch/names_per_second", (float)s.NamesPerSecond, s.Epoch);
         _tensorboard.add_scalar("epoch/learning_rate", (float)s.LearningRate, s.Epoch);
-        if (_barShown)
-        {
-            _options.Progress.Write("\r\u001b[2K");
-            _barShown = false;
-        }
+        _options.Bar?.Clear();
         _epochClock.Restart();
     }
 
@@ -113,24 +110,22 @@ public sealed class RunRecorder : ReceiveActor
         var eta = done > 0 ? TimeSpan.FromSeconds(elapsed / done * (s.StepsPerEpoch - done)) : TimeSpan.Zero;
         var text = string.Create(CultureInfo.InvariantCulture,
             $"epoch {s.Epoch + 1}/{s.Epochs} step {done}/{s.StepsPerEpoch} loss {s.Loss:F4} {s.NamesPerSecond:F0} names/s {s.Workers} workers ETA {eta:m\\:ss}");
-        if (_options.Interactive)
+        if (_options.Bar is { } bar)
         {
             const int width = 24;
             var filled = (int)Math.Round(width * (double)done / s.StepsPerEpoch);
-            _options.Progress.Write($"\r\u001b[2K[{new string('#', filled)}{new string('.', width - filled)}] {text}");
-            _options.Progress.Flush();
-            _barShown = true;
+            bar.Show($"[{new string('#', filled)}{new string('.', width - filled)}] {text}");
         }
         else if (_sinceLine.Elapsed >= PlainInterval)
         {
-            _options.Progress.WriteLine(text);
+            _options.Plain.WriteLine(text);
             _sinceLine.Restart();
         }
     }
 
     protected override void PostStop()
     {
-        if (_barShown) _options.Progress.Write("\r\u001b[2K");
+        _options.Bar?.Clear();
         _metrics.Dispose();
     }
 }

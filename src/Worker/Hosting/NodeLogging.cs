@@ -45,9 +45,10 @@ public static class NodeLogging
     /// The console lines, plus, when <paramref name="clefFile"/> is given, a CLEF file (compact JSON, one
     /// event per line with its properties); every event carries the node and its role.
     /// </summary>
-    public static Logger Create(TextWriter writer, LogEventLevel level, string role, string node, string? clefFile, RunIdEnricher? runId = null)
+    public static Logger Create(TextWriter writer, LogEventLevel level, string role, string node, string? clefFile, RunIdEnricher? runId = null,
+        ProgressLine? progress = null)
     {
-        var configuration = Configure(writer, level)
+        var configuration = Configure(writer, level, progress)
             .Enrich.WithProperty("Role", role)
             .Enrich.WithProperty("Node", node);
         if (runId is not null) configuration = configuration.Enrich.With(runId);
@@ -62,13 +63,13 @@ public static class NodeLogging
     /// <summary>Events with this property go to the log file only (e.g. an error the console already shows as the error line).</summary>
     public const string FileOnly = "FileOnly";
 
-    private static LoggerConfiguration Configure(TextWriter writer, LogEventLevel level) => new LoggerConfiguration()
+    private static LoggerConfiguration Configure(TextWriter writer, LogEventLevel level, ProgressLine? progress = null) => new LoggerConfiguration()
         .MinimumLevel.Is(level)
         .MinimumLevel.Override("Akka", level <= LogEventLevel.Debug ? level : LogEventLevel.Warning)
         .MinimumLevel.Override("Microsoft", LogEventLevel.Warning)
         .WriteTo.Logger(console => console
             .Filter.ByExcluding(e => e.Properties.ContainsKey(FileOnly))
-            .WriteTo.Sink(new TextWriterSink(writer, new MessageTemplateTextFormatter(ConsoleTemplate))));
+            .WriteTo.Sink(new TextWriterSink(writer, new MessageTemplateTextFormatter(ConsoleTemplate), progress)));
 }
 
 /// <summary>
