@@ -49,7 +49,7 @@ public static class BenchCommand
         foreach (var batch in new[] { 64, 256 })
         {
             log.Information("Measuring global batch {Batch} over {Epochs} epoch(s) of {Names} names", batch, settings.Epochs, train.Count);
-            var options = new TrainingOptions { Epochs = settings.Epochs, BatchSize = batch };
+            var options = new TrainSettings { Epochs = settings.Epochs, BatchSize = batch }.ToTrainingOptions();
             var noActor = NoActor(options, data, train);
             var local1 = await Actors(options, data, train, 1, null, quiet, workerPeaks, cancellation);
             var local2 = await Actors(options, data, train, 2, null, quiet, workerPeaks, cancellation);
@@ -61,7 +61,7 @@ public static class BenchCommand
         }
 
         var clock = Stopwatch.StartNew();
-        var toGoal = await Actors(new TrainingOptions(), data, train, Environment.ProcessorCount, null, quiet, workerPeaks, cancellation, stopAt: 0.80);
+        var toGoal = await Actors(new TrainSettings().ToTrainingOptions(), data, train, Environment.ProcessorCount, null, quiet, workerPeaks, cancellation, stopAt: 0.80);
         var secondsTo080 = toGoal.ReachedGoal ? clock.Elapsed.TotalSeconds : (double?)null;
 
         var b64 = results[64];

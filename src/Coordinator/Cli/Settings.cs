@@ -30,6 +30,19 @@ public abstract class DataSettings : CommandSettings
     public string DataUrl { get; set; } = DataLocator.OfficialUrl;
 }
 
+/// <summary>
+/// The defaults that depend on the cell, chosen on the validation split: the seed's Elman RNN with
+/// one-hot letters and light regularisation; gated cells with a letter embedding, both reading
+/// directions, more dropout and a moving average of the parameters.
+/// </summary>
+public sealed record CellDefaults(int Embedding, bool Bidirectional, double Dropout, double ClassWeightPower, double AverageDecay)
+{
+    private static readonly CellDefaults Elman = new(0, false, 0.1, 0.15, 0);
+    private static readonly CellDefaults Gated = new(64, true, 0.4, 0.1, 0.999);
+
+    public static CellDefaults For(string cell) => cell == Cells.Rnn ? Elman : Gated;
+}
+
 public sealed class TrainSettings : DataSettings
 {
     private static readonly TrainingOptions Defaults = new();
@@ -64,7 +77,7 @@ public sealed class TrainSettings : DataSettings
     [Option("--embedding", "size of a learned letter embedding before the cell; 0 = one-hot letters (default: 0 for rnn, 64 for gru and lstm)", Value = "N")]
     public int? Embedding { get; set; }
 
-    [Option("--bidirectional", "a second cell reads each name backwards", Value = "")]
+    [Option("--bidirectional", "a second cell reads each name backwards (default: off for rnn, on for gru and lstm; --bidirectional=false turns it off)", Value = "")]
     public bool? Bidirectional { get; set; }
 
     [Option("--cell", "rnn (the seed's Elman RNN), gru or lstm", Value = "CELL")]
@@ -88,17 +101,17 @@ public sealed class TrainSettings : DataSettings
     [Option("--clip-norm", "largest L2 norm of the averaged gradient; 0 = no clipping", Value = "X")]
     public double ClipNorm { get; set; } = Defaults.ClipNorm;
 
-    [Option("--class-weight-power", "loss weight (largest class / class size)^X; 0 = unweighted", Value = "X")]
-    public double ClassWeightPower { get; set; } = Defaults.ClassWeightPower;
+    [Option("--class-weight-power", "loss weight (largest class / class size)^X; 0 = unweighted (default: 0.15 for rnn, 0.1 for gru and lstm)", Value = "X")]
+    public double? ClassWeightPower { get; set; }
 
     [Option("--seed", "seed of the initial weights and the epoch order", Value = "N")]
     public long Seed { get; set; } = Defaults.Seed;
 
-    [Option("--dropout", "dropout rate on the letter inputs and the last state (default: 0.1 for rnn, 0.3 for gru and lstm)", Value = "X")]
+    [Option("--dropout", "dropout rate on the letter inputs and the last state (default: 0.1 for rnn, 0.4 for gru and lstm)", Value = "X")]
     public double? Dropout { get; set; }
 
-    [Option("--average-decay", "evaluate and keep a moving average of the parameters with this decay; 0 = the raw parameters", Value = "X")]
-    public double AverageDecay { get; set; } = Defaults.AverageDecay;
+    [Option("--average-decay", "evaluate and keep a moving average of the parameters with this decay; 0 = the raw parameters (default: 0 for rnn, 0.999 for gru and lstm)", Value = "X")]
+    public double? AverageDecay { get; set; }
 
     [Option("--cluster", "train across an Akka.NET cluster: this node is the coordinator, workers join it", Value = "")]
     public bool Cluster { get; set; }
@@ -192,9 +205,9 @@ public sealed class TrainSettings : DataSettings
         CommandLine.Range("--weight-decay", WeightDecay, 0, 10);
         CommandLine.OneOf("--schedule", Schedule, Schedules.All);
         CommandLine.Range("--clip-norm", ClipNorm, 0, 1e6);
-        CommandLine.Range("--class-weight-power", ClassWeightPower, 0, 4);
+        if (ClassWeightPower is { } power) CommandLine.Range("--class-weight-power", power, 0, 4);
         CommandLine.Range("--max-names", MaxNames, 0, int.MaxValue);
-        CommandLine.Range("--average-decay", AverageDecay, 0, 0.999999);
+        if (AverageDecay is { } decay) CommandLine.Range("--average-decay", decay, 0, 0.999999);
         if (Dropout is { } dropout) CommandLine.Range("--dropout", dropout, 0, 0.95);
         CommandLine.Range("--port", Port, 0, 65535);
         CommandLine.Range("--checkpoint-every", CheckpointEvery, 0, int.MaxValue);
@@ -220,18 +233,18 @@ public sealed class TrainSettings : DataSettings
         MicroBatch = MicroBatch,
         Cell = Cell,
         Hidden = Hidden,
-        Embedding = Embedding ?? (Cell == Cells.Rnn ? 0 : 64),
-        Bidirectional = Bidirectional ?? false,
+        Embedding = Embedding ?? CellDefaults.For(Cell).Embedding,
+        Bidirectional = Bidirectional ?? CellDefaults.For(Cell).Bidirectional,
         Optimizer = Optimizer,
         LearningRate = Lr ?? (Optimizer == Optimizers.Sgd ? 0.1 : Defaults.LearningRate),
         Momentum = Momentum,
         WeightDecay = WeightDecay,
         Schedule = Schedule,
         ClipNorm = ClipNorm,
-        ClassWeightPower = ClassWeightPower,
+        ClassWeightPower = ClassWeightPower ?? CellDefaults.For(Cell).ClassWeightPower,
         Seed = Seed,
-        AverageDecay = AverageDecay,
-        Dropout = Dropout ?? (Cell == Cells.Rnn ? 0.1 : 0.3),
+        AverageDecay = AverageDecay ?? CellDefaults.For(Cell).AverageDecay,
+        Dropout = Dropout ?? CellDefaults.For(Cell).Dropout,
     };
 }
 
