@@ -60,7 +60,8 @@ public class ClusterTests
             "--address-file", addressFile, "--min-workers", "1", "--data", TestData.NamesFolder, "--out", dir, .. options]);
         await coordinator.WaitForLineAsync(l => l.Contains("waiting for workers"), Limit);
         var address = File.ReadAllText(addressFile).Trim();
-        using var first = NodeProcess.Start(NodeProcess.Worker, "--seed-node", address, "--hostname", "127.0.0.1");
+        // The first worker is slowed down (the bits do not depend on it) so that the run outlasts the late worker's start.
+        using var first = NodeProcess.Start(NodeProcess.Worker, "--seed-node", address, "--hostname", "127.0.0.1", "--test-slow-ms", "10");
         await coordinator.WaitForLineAsync(l => l.Contains("Epoch 1/4"), Limit);
         using var late = NodeProcess.Start(NodeProcess.Worker, "--seed-node", address, "--hostname", "127.0.0.1");
         await coordinator.WaitForLineAsync(l => l.Contains("joined mid-run"), Limit);

@@ -44,7 +44,7 @@ public class FaultTests(ITestOutputHelper output)
         var (coordinator, address) = StartCoordinator(root, dir, 2);
         using var _ = coordinator;
         using var survivor = StartWorker(address);
-        using var victim = StartWorker(address);
+        using var victim = StartWorker(address, "--test-slow-ms", "5");
         await coordinator.WaitForLineAsync(l => l.Contains("Epoch 1/3"), Limit);
         await Task.Delay(300);
         var clock = Stopwatch.StartNew();
@@ -61,7 +61,7 @@ public class FaultTests(ITestOutputHelper output)
         var root = TestData.TempFolder();
         var dir = Path.Combine(root, "run");
         using (var first = NodeProcess.Start(NodeProcess.Coordinator, ["train", "--data", TestData.NamesFolder, "--out", dir,
-                   "--workers", "2", "--checkpoint-every", "25", .. Options]))
+                   "--workers", "2", "--checkpoint-every", "25", "--test-slow-ms", "10", .. Options]))
         {
             await first.WaitForLineAsync(l => l.Contains("Epoch 2/3"), Limit);
             first.Kill();
@@ -82,7 +82,7 @@ public class FaultTests(ITestOutputHelper output)
         var dir = Path.Combine(root, "cluster");
         var (coordinator, address) = StartCoordinator(root, dir, 1, "--worker-timeout", "3", "--checkpoint-every", "20");
         using var _ = coordinator;
-        using (var only = StartWorker(address))
+        using (var only = StartWorker(address, "--test-slow-ms", "5"))
         {
             await coordinator.WaitForLineAsync(l => l.Contains("Epoch 1/3"), Limit);
             only.Kill();
