@@ -88,12 +88,6 @@ public static class ParameterIo
         }
     }
 
-    public static float[] Flatten(NameClassifier module)
-    {
-        using var scope = torch.NewDisposeScope();
-        return Concat(module.OrderedParameters.Select(p => p.detach()));
-    }
-
     public static float[] FlattenGradients(NameClassifier module)
     {
         using var scope = torch.NewDisposeScope();

@@ -42,10 +42,6 @@ public sealed class Predictor : IDisposable
         return result;
     }
 
-    /// <summary>The most probable class of each name.</summary>
-    public int[] Classify(IReadOnlyList<string> normalisedNames) =>
-        Probabilities(normalisedNames).Select(ArgMax).ToArray();
-
     public static int ArgMax(float[] values)
     {
         var best = 0;
