@@ -61,7 +61,9 @@ public class ClusterTests
         await coordinator.WaitForLineAsync(l => l.Contains("waiting for workers"), Limit);
         var address = File.ReadAllText(addressFile).Trim();
         // The first worker is slowed down (the bits do not depend on it) so that the run outlasts the late worker's start.
-        using var first = NodeProcess.Start(NodeProcess.Worker, "--seed-node", address, "--hostname", "127.0.0.1", "--test-slow-ms", "10");
+        var workerLog = Path.Combine(root, "worker.clef");
+        using var first = NodeProcess.Start(NodeProcess.Worker, "--seed-node", address, "--hostname", "127.0.0.1", "--test-slow-ms", "10",
+            "--log-file", workerLog);
         await coordinator.WaitForLineAsync(l => l.Contains("Epoch 1/4"), Limit);
         using var late = NodeProcess.Start(NodeProcess.Worker, "--seed-node", address, "--hostname", "127.0.0.1");
         await coordinator.WaitForLineAsync(l => l.Contains("joined mid-run"), Limit);
@@ -73,6 +75,12 @@ public class ClusterTests
         var local = await LocalOneWorkerHashAsync(Path.Combine(root, "local"), options);
         Assert.Equal(local, cluster.GetProperty("parameters_sha256").GetString());
         Assert.Equal(0, await first.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+
+        // The worker node's own log file: CLEF lines tagged with its role and, once it joined, the run it worked for.
+        var events = File.ReadAllLines(workerLog).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+        Assert.All(events, e => Assert.Equal("worker", e.GetProperty("Role").GetString()));
+        var runId = cluster.GetProperty("run_id").GetString();
+        Assert.Contains(events, e => e.TryGetProperty("RunId", out var id) && id.GetString() == runId && e.GetProperty("@mt").GetString()!.Contains("joined run"));
         Assert.Equal(0, await late.WaitForExitAsync(TimeSpan.FromSeconds(30)));
     }
 }
