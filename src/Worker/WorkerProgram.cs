@@ -48,7 +48,7 @@ public static class WorkerProgram
             builder.Services.AddSerilog(logger);
             builder.Services.AddAkka(NameRnnHosting.SystemName, (akka, _) => akka
                 .AddNameRnnDefaults()
-                .AddNameRnnCluster(new ClusterNodeOptions(NameRnnHosting.WorkerRole, settings.Hostname, settings.Port, settings.SeedNodes, settings.MaxFrameSize, settings.PublicHostname) { Tls = settings.Tls })
+                .AddNameRnnCluster(new ClusterNodeOptions(NameRnnHosting.WorkerRole, settings.Hostname, settings.Port, settings.SeedNodes, settings.MaxFrameSize, settings.PublicHostname) { Tls = settings.Tls.Options() })
                 .WithActors((system, _) => system.ActorOf(WorkerNode.Props(settings.Slots, settings.ClusterSecret, settings.Faults, runId), "worker-node")));
             using var host = builder.Build();
             await host.StartAsync(cancellation);

@@ -26,16 +26,8 @@ public sealed class WorkerSettings
     [Option("--cluster-secret", "the secret the coordinator asks of workers (default: none)", Value = "TEXT")]
     public string ClusterSecret { get; set; } = "";
 
-    [Option("--tls-certificate", "cluster mode: TLS for the remote transport with this PKCS#12 (.pfx) certificate; the same kind on every node", Value = "PATH")]
-    public string? TlsCertificate { get; set; }
-
-    [Option("--tls-password", "the password of the --tls-certificate file (default: none)", Value = "TEXT")]
-    public string TlsPassword { get; set; } = "";
-
-    [Option("--tls-insecure", "accept peers' certificates without validating their chain (self-signed certificates)", Value = "")]
-    public bool TlsInsecure { get; set; }
-
-    public TlsOptions? Tls => string.IsNullOrEmpty(TlsCertificate) ? null : new TlsOptions(TlsCertificate, TlsPassword, TlsInsecure);
+    [OptionGroup]
+    public TlsSettings Tls { get; set; } = new();
 
     [Option("--test-slow-ms", "sleep this long before every micro-batch", Hidden = true)]
     public int TestSlowMs { get; set; }
@@ -73,6 +65,6 @@ public sealed class WorkerSettings
         CommandLine.Range("--max-frame-size", MaxFrameSize, 128_000, 1 << 30);
         _ = Faults;
         _ = NodeLogging.Parse(LogLevel);
-        Tls?.Load().Dispose();
+        Tls.Options()?.Load().Dispose();
     }
 }

@@ -155,16 +155,8 @@ public sealed class TrainSettings : DataSettings
     [Option("--max-attempts", "failures of one micro-batch (exceptions, non-finite gradients) that stop the run", Value = "K")]
     public int MaxAttempts { get; set; } = 3;
 
-    [Option("--tls-certificate", "cluster mode: TLS for the remote transport with this PKCS#12 (.pfx) certificate; the same kind on every node", Value = "PATH")]
-    public string? TlsCertificate { get; set; }
-
-    [Option("--tls-password", "the password of the --tls-certificate file (default: none)", Value = "TEXT")]
-    public string TlsPassword { get; set; } = "";
-
-    [Option("--tls-insecure", "accept peers' certificates without validating their chain (self-signed certificates)", Value = "")]
-    public bool TlsInsecure { get; set; }
-
-    public TlsOptions? Tls => string.IsNullOrEmpty(TlsCertificate) ? null : new TlsOptions(TlsCertificate, TlsPassword, TlsInsecure);
+    [OptionGroup]
+    public TlsSettings Tls { get; set; } = new();
 
     [Option("--test-slow-ms", "local worker 1 sleeps this long before every micro-batch", Hidden = true)]
     public int TestSlowMs { get; set; }
@@ -215,7 +207,7 @@ public sealed class TrainSettings : DataSettings
         CommandLine.Range("--assignment-timeout", AssignmentTimeout, 0.1, 1e7);
         CommandLine.Range("--max-attempts", MaxAttempts, 1, 1000);
         _ = WorkerFaults.ParseFailAt(TestFailAt);
-        if (Cluster) Tls?.Load().Dispose();
+        if (Cluster) Tls.Options()?.Load().Dispose();
         CommandLine.Range("--min-workers", MinWorkers, 1, 4096);
         CommandLine.Range("--max-frame-size", MaxFrameSize, 128_000, 1 << 30);
         var needed = NameRnnHosting.RequiredFrameSize(ModelConfig.Create(Cell, Hidden, 18, ToTrainingOptions().Embedding, ToTrainingOptions().Bidirectional).ParameterCount, Math.Max(MicroBatch, 1));

@@ -96,7 +96,7 @@ public static class TrainCommand
             AssignmentTimeout = TimeSpan.FromSeconds(settings.AssignmentTimeout),
         };
         var cluster = settings.Cluster
-            ? new ClusterMode(settings.Hostname, settings.PublicHostname, settings.Port, settings.SeedNodes, settings.MaxFrameSize, settings.AddressFile, settings.Tls)
+            ? new ClusterMode(settings.Hostname, settings.PublicHostname, settings.Port, settings.SeedNodes, settings.MaxFrameSize, settings.AddressFile, settings.Tls.Options())
             : null;
         var faults = new NameRnn.Worker.WorkerFaults(TimeSpan.FromMilliseconds(settings.TestSlowMs), NameRnn.Worker.WorkerFaults.ParseFailAt(settings.TestFailAt));
         var recording = new RecorderOptions(outDir, stderr, bar, checkpoint?.State.Step ?? 0);
@@ -155,9 +155,9 @@ public static class TrainCommand
         // What the run computes comes from its saved settings; how it runs (local or cluster, workers,
         // timeouts) from this command line and its defaults; where the data is, from here if given.
         var settings = config.Settings;
-        foreach (var (property, attribute) in CommandLine.OptionsOf(typeof(TrainSettings)))
-            if (TrainSettings.ModeOptions.Contains(attribute.Name) && (!TrainSettings.DataOptions.Contains(attribute.Name) || givenOptions.Contains(attribute.Name)))
-                property.SetValue(settings, property.GetValue(current));
+        foreach (var option in CommandLine.OptionsOf(typeof(TrainSettings)))
+            if (TrainSettings.ModeOptions.Contains(option.Attribute.Name) && (!TrainSettings.DataOptions.Contains(option.Attribute.Name) || givenOptions.Contains(option.Attribute.Name)))
+                option.SetValue(settings, option.GetValue(current));
         settings.Out = dir;
         settings.Resume = null;
         if (config.DataSha256 is null)

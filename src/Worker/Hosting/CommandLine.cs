@@ -20,6 +20,19 @@ public sealed class OptionAttribute(string name, string help) : Attribute
     public bool Hidden { get; init; }
 }
 
+/// <summary>Marks a settings property whose own properties are options too (a group shared by several commands).</summary>
+[AttributeUsage(AttributeTargets.Property)]
+public sealed class OptionGroupAttribute : Attribute;
+
+/// <summary>An option of a settings type: its attribute, its property, and the group property it sits in, if any.</summary>
+public sealed record BoundOption(OptionAttribute Attribute, PropertyInfo Property, PropertyInfo? Group)
+{
+    private object Owner(object settings) => Group is null ? settings : Group.GetValue(settings)!;
+    public object? GetValue(object settings) => Property.GetValue(Owner(settings));
+    public void SetValue(object settings, object? value) => Property.SetValue(Owner(settings), value);
+    public bool IsFlag => (Nullable.GetUnderlyingType(Property.PropertyType) ?? Property.PropertyType) == typeof(bool);
+}
+
 /// <summary>
 /// Applies <c>--name value</c>, <c>--name=value</c> and <c>--flag</c> options onto a settings object
 /// whose properties carry <see cref="OptionAttribute"/>; the rest are positional arguments.
@@ -29,7 +42,7 @@ public static class CommandLine
 {
     public static IReadOnlyList<string> Apply(object settings, IReadOnlyList<string> args, ISet<string>? given = null)
     {
-        var options = OptionsOf(settings.GetType()).ToDictionary(o => o.Attribute.Name, o => o.Property);
+        var options = OptionsOf(settings.GetType()).ToDictionary(o => o.Attribute.Name);
         var positionals = new List<string>();
         for (var i = 0; i < args.Count; i++)
         {
@@ -46,10 +59,10 @@ public static class CommandLine
             }
             var eq = arg.IndexOf('=');
             var name = eq < 0 ? arg : arg[..eq];
-            if (!options.TryGetValue(name, out var property))
+            if (!options.TryGetValue(name, out var option))
                 throw new UsageException($"unknown option '{name}'; see --help for the options of this command");
             string? value;
-            if ((Nullable.GetUnderlyingType(property.PropertyType) ?? property.PropertyType) == typeof(bool))
+            if (option.IsFlag)
                 value = eq < 0 ? "true" : arg[(eq + 1)..];
             else if (eq >= 0)
                 value = arg[(eq + 1)..];
@@ -57,7 +70,7 @@ public static class CommandLine
                 value = args[++i];
             else
                 throw new UsageException($"option {name} needs a value");
-            property.SetValue(settings, Convert(name, value, property.PropertyType));
+            option.SetValue(settings, Convert(name, value, option.Property.PropertyType));
             given?.Add(name);
         }
         return positionals;
@@ -86,20 +99,24 @@ public static class CommandLine
         }
     }
 
-    public static IEnumerable<(PropertyInfo Property, OptionAttribute Attribute)> OptionsOf(Type type) =>
-        type.GetProperties()
-            .Select(p => (Property: p, Attribute: p.GetCustomAttribute<OptionAttribute>()))
-            .Where(p => p.Attribute is not null)
-            .Select(p => (p.Property, p.Attribute!));
+    /// <summary>The options of a settings type, those of its option groups included.</summary>
+    public static IEnumerable<BoundOption> OptionsOf(Type type) =>
+        type.GetProperties().SelectMany(p =>
+            p.GetCustomAttribute<OptionGroupAttribute>() is not null
+                ? p.PropertyType.GetProperties()
+                    .Where(q => q.GetCustomAttribute<OptionAttribute>() is not null)
+                    .Select(q => new BoundOption(q.GetCustomAttribute<OptionAttribute>()!, q, p))
+                : p.GetCustomAttribute<OptionAttribute>() is { } attribute
+                    ? [new BoundOption(attribute, p, null)]
+                    : []);
 
     /// <summary>One line per option, with its default value unless the help text already says it.</summary>
     public static string Help(object defaults) => string.Join(Environment.NewLine,
         OptionsOf(defaults.GetType()).Where(o => !o.Attribute.Hidden).Select(o =>
         {
-            var isFlag = (Nullable.GetUnderlyingType(o.Property.PropertyType) ?? o.Property.PropertyType) == typeof(bool);
-            var left = isFlag ? o.Attribute.Name : $"{o.Attribute.Name} {o.Attribute.Value}";
-            var value = o.Property.GetValue(defaults);
-            var shown = isFlag || value is null || o.Attribute.Help.Contains("default", StringComparison.Ordinal)
+            var left = o.IsFlag ? o.Attribute.Name : $"{o.Attribute.Name} {o.Attribute.Value}";
+            var value = o.GetValue(defaults);
+            var shown = o.IsFlag || value is null || o.Attribute.Help.Contains("default", StringComparison.Ordinal)
                 ? ""
                 : $" (default: {System.Convert.ToString(value, CultureInfo.InvariantCulture)})";
             return $"  {left,-28} {o.Attribute.Help}{shown}";

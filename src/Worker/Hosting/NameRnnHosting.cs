@@ -16,6 +16,22 @@ public sealed record ClusterNodeOptions(string Role, string Hostname, int Port, 
     public TlsOptions? Tls { get; init; }
 }
 
+/// <summary>The TLS options of every cluster node (coordinator and worker), bound as an option group.</summary>
+public sealed class TlsSettings
+{
+    [Option("--tls-certificate", "cluster mode: TLS for the remote transport with this PKCS#12 (.pfx) certificate; the same kind on every node", Value = "PATH")]
+    public string? Certificate { get; set; }
+
+    [Option("--tls-password", "the password of the --tls-certificate file (default: none)", Value = "TEXT")]
+    public string Password { get; set; } = "";
+
+    [Option("--tls-insecure", "accept peers' certificates without validating their chain (self-signed certificates)", Value = "")]
+    public bool Insecure { get; set; }
+
+    /// <summary>The TLS to use, or null for plain TCP.</summary>
+    public TlsOptions? Options() => string.IsNullOrEmpty(Certificate) ? null : new TlsOptions(Certificate, Password, Insecure);
+}
+
 /// <summary>
 /// A PKCS#12 certificate (with its private key) for the remote transport. <see cref="Insecure"/>
 /// skips the validation of the peer's certificate chain, for self-signed certificates.
