@@ -16,8 +16,6 @@ namespace NameRnn.Coordinator.Cli;
 /// <summary><c>train</c>: reads the data, trains with the actor protocol, writes the model and summary.json.</summary>
 public static class TrainCommand
 {
-    public const string ConfigFile = RunFolder.ConfigFile;
-
     /// <summary>What a run folder's config.json holds: enough to understand the run, and to resume it.</summary>
     public sealed record RunConfig(
         string RunId, DateTime Created, TrainSettings Settings, TrainingOptions Options, string? DataPath, string? DataSha256,
@@ -62,7 +60,7 @@ public static class TrainCommand
     }
 
     private static void WriteConfig(string outDir, RunConfig config) =>
-        AtomicFile.Write(Path.Combine(outDir, ConfigFile), JsonSerializer.SerializeToUtf8Bytes(config, Json.Indented));
+        AtomicFile.Write(Path.Combine(outDir, RunFolder.ConfigFile), JsonSerializer.SerializeToUtf8Bytes(config, Json.Indented));
 
     private static async Task<int> TrainAsync(TrainSettings settings, TrainingOptions options, RunConfig config, Checkpoint? checkpoint,
         string outDir, TextWriter stdout, TextWriter stderr, ProgressLine? bar, ILogger log, Stopwatch wall, CancellationToken cancellation)
@@ -139,7 +137,7 @@ public static class TrainCommand
         var changed = givenOptions.Where(o => !TrainSettings.ModeOptions.Contains(o) && o != "--out").Order(StringComparer.Ordinal).ToList();
         if (changed.Count > 0)
             throw new UsageException($"option {changed[0]}: cannot change when resuming; the run in {dir} keeps its saved options (only mode options such as --workers or --cluster may differ)");
-        var configPath = Path.Combine(dir, ConfigFile);
+        var configPath = Path.Combine(dir, RunFolder.ConfigFile);
         if (!File.Exists(configPath))
             throw new DataException($"{configPath} not found: --resume expects the folder of a run started with train --out");
         RunConfig config;

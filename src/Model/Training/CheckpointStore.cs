@@ -1,6 +1,5 @@
 using System.Buffers.Binary;
 using System.Security.Cryptography;
-using System.Text;
 using System.Text.Json;
 using NameRnn.Model.Data;
 
@@ -122,5 +121,5 @@ public static class CheckpointStore
 
     /// <summary>Describes a checkpoint for log lines.</summary>
     public static string Describe(Checkpoint c) =>
-        new StringBuilder().Append("epoch ").Append(c.State.Epoch + 1).Append(", step ").Append(c.State.Step).ToString();
+$"epoch {c.State.Epoch + 1}, step {c.State.Step}";
 }
