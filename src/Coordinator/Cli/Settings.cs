@@ -135,6 +135,7 @@ public sealed class TrainSettings : DataSettings
     public int MaxFrameSize { get; set; } = NameRnnHosting.DefaultMaxFrameSize;
 
     [Option("--cluster-secret", "cluster mode: a secret every worker must present when it registers (default: none)", Value = "TEXT")]
+    [System.Text.Json.Serialization.JsonIgnore]
     public string ClusterSecret { get; set; } = "";
 
     [Option("--address-file", "cluster mode: write this node's cluster address to the file once it listens", Value = "PATH")]

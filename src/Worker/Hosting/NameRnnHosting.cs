@@ -23,6 +23,7 @@ public sealed class TlsSettings
     public string? Certificate { get; set; }
 
     [Option("--tls-password", "the password of the --tls-certificate file (default: none)", Value = "TEXT")]
+    [System.Text.Json.Serialization.JsonIgnore]
     public string Password { get; set; } = "";
 
     [Option("--tls-insecure", "accept peers' certificates without validating their chain (self-signed certificates)", Value = "")]

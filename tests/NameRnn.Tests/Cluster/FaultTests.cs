@@ -110,6 +110,7 @@ public class FaultTests(ITestOutputHelper output)
         Assert.Equal(0, await coordinator.WaitForExitAsync(Limit));
         var workers = Summary(dir).GetProperty("micro_batches_per_worker").EnumerateObject().ToList();
         Assert.Single(workers);
+        Assert.DoesNotContain("open sesame", File.ReadAllText(Path.Combine(dir, "config.json")));
     }
 
     [Fact]
