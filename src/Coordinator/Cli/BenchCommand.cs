@@ -17,8 +17,8 @@ public sealed class BenchSettings : DataSettings
     [Option("--json", "print one JSON object instead of text", Value = "")]
     public bool Json { get; set; }
 
-    [Option("--epochs", "full epochs of the training split per measurement", Value = "N")]
-    public int Epochs { get; set; } = 2;
+    [Option("--epochs", "full epochs of the training split measured per mode, after one warm-up epoch; the median epoch counts", Value = "N")]
+    public int Epochs { get; set; } = 3;
 
     [Option("--skip-cluster", "leave out the measurements that start worker processes", Value = "")]
     public bool SkipCluster { get; set; }
@@ -34,6 +34,9 @@ public sealed class BenchSettings : DataSettings
 /// </summary>
 public static class BenchCommand
 {
+    /// <summary>Epochs run and not counted: JIT compilation, connection set-up, first-touch allocations.</summary>
+    private const int WarmUpEpochs = 1;
+
     public sealed record Throughput(double NoActorNamesPerSecond, double Local1NamesPerSecond, double Local2NamesPerSecond,
         double? Cluster2NamesPerSecond, double Local2SecondsPerStep, double? Cluster2SecondsPerStep);
 
@@ -49,7 +52,7 @@ public static class BenchCommand
         foreach (var batch in new[] { 64, 256 })
         {
             log.Information("Measuring global batch {Batch} over {Epochs} epoch(s) of {Names} names", batch, settings.Epochs, train.Count);
-            var options = new TrainSettings { Epochs = settings.Epochs, BatchSize = batch }.ToTrainingOptions();
+            var options = new TrainSettings { Epochs = settings.Epochs + WarmUpEpochs, BatchSize = batch }.ToTrainingOptions();
             var noActor = NoActor(options, data, train);
             var local1 = await Actors(options, data, train, 1, null, quiet, workerPeaks, cancellation);
             var local2 = await Actors(options, data, train, 2, null, quiet, workerPeaks, cancellation);
@@ -88,6 +91,7 @@ public static class BenchCommand
             ["coordinator_peak_rss_mb"] = PeakRssMegabytes(Environment.ProcessId),
             ["worker_peak_rss_mb"] = workerPeaks.Count == 0 ? null : workerPeaks.Max() / 1024.0 / 1024.0,
             ["epochs_per_measurement"] = settings.Epochs,
+            ["warm_up_epochs"] = WarmUpEpochs,
             ["train_names"] = train.Count,
             ["processors"] = Environment.ProcessorCount,
         };
@@ -96,7 +100,7 @@ public static class BenchCommand
             stdout.WriteLine(JsonSerializer.Serialize(report, Json.Indented));
             return 0;
         }
-        stdout.WriteLine($"training names/s, default Elman RNN, {train.Count} names, {settings.Epochs} epoch(s) each, {Environment.ProcessorCount} cores");
+        stdout.WriteLine($"training names/s, default Elman RNN, {train.Count} names, median of {settings.Epochs} epoch(s) after {WarmUpEpochs} warm-up epoch, {Environment.ProcessorCount} cores");
         stdout.WriteLine($"{"global batch",-14}{"no actors",12}{"local 1",12}{"local 2",12}{"cluster 2",12}");
         foreach (var (batch, t) in results)
             stdout.WriteLine($"{batch,-14}{t.NoActorNamesPerSecond,12:F0}{t.Local1NamesPerSecond,12:F0}{t.Local2NamesPerSecond,12:F0}{t.Cluster2NamesPerSecond,12:F0}");
@@ -113,11 +117,25 @@ public static class BenchCommand
         torch.set_num_threads(Environment.ProcessorCount);
         var config = ModelConfig.Create(options.Cell, options.Hidden, data.Labels.Count, options.Embedding, options.Bidirectional);
         var run = new TrainingRun(options with { MicroBatch = options.BatchSize }, config, train, ParameterInit.Create(config, options.Seed));
+        var rates = new List<double>();
         var clock = Stopwatch.StartNew();
-        PlainTrainer.Train(run, TrainingRun.ClassWeights(train, config.Classes, options.ClassWeightPower));
-        var seconds = clock.Elapsed.TotalSeconds;
+        PlainTrainer.Train(run, TrainingRun.ClassWeights(train, config.Classes, options.ClassWeightPower), outcome =>
+        {
+            if (!outcome.EpochEnded) return;
+            rates.Add(train.Count / clock.Elapsed.TotalSeconds);
+            clock.Restart();
+        });
         torch.set_num_threads(1);
-        return (double)train.Count * options.Epochs / seconds;
+        return MeasuredRate(rates);
+    }
+
+    /// <summary>The median names/s of the epochs after the warm-up: robust to a stall of the shared machine in one epoch.</summary>
+    private static double MeasuredRate(IReadOnlyList<double> epochRates)
+    {
+        var measured = epochRates.Skip(WarmUpEpochs).Order().ToList();
+        if (measured.Count == 0) throw new TrainingException("the benchmark run ended before its measured epochs");
+        var middle = measured.Count / 2;
+        return measured.Count % 2 == 1 ? measured[middle] : (measured[middle - 1] + measured[middle]) / 2;
     }
 
     private sealed record ActorRun(double NamesPerSecond, double SecondsPerStep, bool ReachedGoal, int Epochs);
@@ -152,9 +170,11 @@ public static class BenchCommand
             var outcome = await training;
             if (outcome is TrainingFailed failed) throw new TrainingException($"benchmark run failed: {failed.Reason}");
             var result = (TrainingCompleted)outcome;
-            var steps = result.Epochs.Count * Math.Ceiling((double)train.Count / options.BatchSize);
             var reached = stopAt is { } goal && result.Epochs.Any(e => e.TestAccuracy >= goal);
-            return new ActorRun(result.TrainNamesPerSecond, result.TrainSeconds / steps, reached, result.Epochs.Count);
+            if (stopAt is not null) return new ActorRun(result.TrainNamesPerSecond, 0, reached, result.Epochs.Count);
+            var rate = MeasuredRate(result.Epochs.Select(e => e.NamesPerSecond).ToList());
+            var stepsPerEpoch = Math.Ceiling((double)train.Count / options.BatchSize);
+            return new ActorRun(rate, train.Count / rate / stepsPerEpoch, reached, result.Epochs.Count);
         }
         finally
         {

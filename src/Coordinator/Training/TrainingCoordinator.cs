@@ -198,7 +198,7 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
     /// Gives pending micro-batches, lowest index first, to the workers with the least work in hand,
     /// up to <see cref="TrainingPlan.PipelineDepth"/> each, so that a worker finds its next
     /// micro-batch waiting when it sends a reply; a retried one goes to a worker it has not failed on
-    /// when there is one.
+    /// when there is one. Ties go by worker id, not by the order in which workers happened to register.
     /// </summary>
     private void Dispatch()
     {
@@ -206,7 +206,7 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
         foreach (var index in _pending.ToList())
         {
             var open = _workerOrder.Where(w => _workers[w].CanTake(_plan.PipelineDepth))
-                .OrderBy(w => _workers[w].Outstanding.Count).ToList();
+                .OrderBy(w => _workers[w].Outstanding.Count).ThenBy(w => _workers[w].Id, StringComparer.Ordinal).ToList();
             if (open.Count == 0) break;
             var worker = open.FirstOrDefault(w => !_failedOn[index].Contains(w)) ?? open[0];
             _pending.Remove(index);

@@ -88,9 +88,10 @@ public sealed class NameClassifier : nn.Module<PackedNames, Tensor>
     {
         var (u, w, b) = (W(direction, 0), W(direction, 1), W(direction, 2));
         var inputs = Add(Project(u, tokens, dropout), b);
+        var wt = w.t();
         return Unroll(batch, inputs, (x, state, n) =>
         {
-            var h = state is null ? torch.tanh(x) : torch.tanh(torch.addmm(x, state[0].narrow(0, 0, n), w.t(), 1, 1));
+            var h = state is null ? torch.tanh(x) : torch.tanh(torch.addmm(x, state[0], wt, 1, 1));
             return [h];
         });
     }
@@ -100,6 +101,7 @@ public sealed class NameClassifier : nn.Module<PackedNames, Tensor>
     {
         var (wih, whh, bih, bhh) = (W(direction, 0), W(direction, 1), W(direction, 2), W(direction, 3));
         var inputs = Add(Project(wih, tokens, dropout), bih);
+        var whht = whh.t();
         return Unroll(batch, inputs, (x, state, n) =>
         {
             var xs = x.chunk(3, 1);
@@ -111,8 +113,8 @@ public sealed class NameClassifier : nn.Module<PackedNames, Tensor>
                 var n0 = torch.tanh(Add(xs[2], r0 * hs0[2]));
                 return [Sub(n0, z0 * n0)];
             }
-            var h = state[0].narrow(0, 0, n);
-            var hs = torch.addmm(bhh, h, whh.t(), 1, 1).chunk(3, 1);
+            var h = state[0];
+            var hs = torch.addmm(bhh, h, whht, 1, 1).chunk(3, 1);
             var r = torch.sigmoid(Add(xs[0], hs[0]));
             var z = torch.sigmoid(Add(xs[1], hs[1]));
             var cand = torch.tanh(Add(xs[2], r * hs[2]));
@@ -125,37 +127,44 @@ public sealed class NameClassifier : nn.Module<PackedNames, Tensor>
     {
         var (wih, whh, bih, bhh) = (W(direction, 0), W(direction, 1), W(direction, 2), W(direction, 3));
         var inputs = Add(Add(Project(wih, tokens, dropout), bih), bhh);
+        var whht = whh.t();
         return Unroll(batch, inputs, (x, state, n) =>
         {
-            var gates = state is null ? x : torch.addmm(x, state[0].narrow(0, 0, n), whh.t(), 1, 1);
+            var gates = state is null ? x : torch.addmm(x, state[0], whht, 1, 1);
             var g = gates.chunk(4, 1);
             var i = torch.sigmoid(g[0]);
             var f = torch.sigmoid(g[1]);
             var cell = torch.tanh(g[2]);
             var o = torch.sigmoid(g[3]);
-            var c = state is null ? i * cell : Add(f * state[1].narrow(0, 0, n), i * cell);
+            var c = state is null ? i * cell : Add(f * state[1], i * cell);
             return [o * torch.tanh(c), c];
         });
     }
 
     /// <summary>
     /// Runs a cell over the packed batch. <paramref name="step"/> gets the input rows of step t, the
-    /// previous state (null at t = 0) and the number of names still running; element 0 of the state
-    /// is the hidden state. Names that end are collected in sorted order.
+    /// previous state cut to the names still running (null at t = 0) and their number; element 0 of
+    /// the state is the hidden state. Names that end are collected in sorted order. The inputs are
+    /// cut into steps, and a state into running and finished rows, by one split each: a narrow per
+    /// use would make its backward pass add a zero-padded copy of the whole tensor per step.
     /// </summary>
     private static Tensor Unroll(PackedNames batch, Tensor inputs, Func<Tensor, Tensor[]?, int, Tensor[]> step)
     {
         var sizes = batch.BatchSizes;
+        var perStep = inputs.split(sizes.Select(n => (long)n).ToArray(), 0);
         var finished = new List<Tensor>();
         Tensor[]? state = null;
-        var offset = 0;
         for (var t = 0; t < sizes.Length; t++)
         {
             var n = sizes[t];
             if (state is not null && n < sizes[t - 1])
-                finished.Add(state[0].narrow(0, n, sizes[t - 1] - n));
-            state = step(inputs.narrow(0, offset, n), state, n);
-            offset += n;
+            {
+                var cut = new long[] { n, sizes[t - 1] - n };
+                var hidden = state[0].split(cut, 0);
+                finished.Add(hidden[1]);
+                state = [hidden[0], .. state.Skip(1).Select(s => s.split(cut, 0)[0])];
+            }
+            state = step(perStep[t], state, n);
         }
         finished.Add(state![0]);
         finished.Reverse();
