@@ -115,7 +115,7 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
             if (_faults.SlowDown > TimeSpan.Zero)
                 Thread.Sleep(_faults.SlowDown); // test-only: a straggling worker, blocking like a long computation would
             var result = _engine.Compute(work.Names, work.Labels, work.NoiseSeed);
-            if (!double.IsFinite(result.LossSum) || !result.Gradients.All(float.IsFinite))
+            if (!double.IsFinite(result.LossSum) || !NameRnn.Model.Training.VectorMath.AllFinite(result.Gradients))
             {
                 Sender.Tell(new GradientsFailed(work.RunId, work.Step, work.MicroBatch, "non-finite loss or gradient"));
                 return;

@@ -94,6 +94,11 @@ public static class ParameterIo
         return Concat(module.OrderedParameters.Select(p => p.grad ?? torch.zeros_like(p)));
     }
 
-    private static float[] Concat(IEnumerable<Tensor> tensors) =>
-        torch.cat(tensors.Select(t => t.reshape(-1)).ToArray(), 0).to_type(ScalarType.Float32).data<float>().ToArray();
+    private static float[] Concat(IEnumerable<Tensor> tensors)
+    {
+        var flat = torch.cat(tensors.Select(t => t.reshape(-1)).ToArray(), 0).to_type(ScalarType.Float32);
+        var values = new float[flat.numel()];
+        flat.data<float>().CopyTo(values);
+        return values;
+    }
 }

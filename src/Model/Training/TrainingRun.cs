@@ -114,21 +114,18 @@ public sealed class TrainingRun
         {
             if (part.Gradients.Length != total.Length)
                 throw new ArgumentException($"a gradient of {part.Gradients.Length} values for a model of {total.Length}");
-            for (var i = 0; i < total.Length; i++) total[i] += part.Gradients[i];
+            VectorMath.AddTo(total, part.Gradients);
             lossSum += part.LossSum;
         }
         var scale = 1f / count;
+        VectorMath.Scale(total, scale);
         var squares = 0.0;
-        for (var i = 0; i < total.Length; i++)
-        {
-            total[i] *= scale;
-            squares += (double)total[i] * total[i];
-        }
+        foreach (var value in total) squares += (double)value * value;
         var norm = Math.Sqrt(squares);
         if (_options.ClipNorm > 0 && norm > _options.ClipNorm)
         {
             var clip = (float)(_options.ClipNorm / (norm + 1e-6));
-            for (var i = 0; i < total.Length; i++) total[i] *= clip;
+            VectorMath.Scale(total, clip);
         }
         var learningRate = Schedules.LearningRate(_options.Schedule, _options.LearningRate, Step, TotalSteps);
         var next = (float[])Parameters.Clone();
