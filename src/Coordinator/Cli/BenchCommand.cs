@@ -17,13 +17,20 @@ public sealed class BenchSettings : DataSettings
     [Option("--json", "print one JSON object instead of text", Value = "")]
     public bool Json { get; set; }
 
-    [Option("--epochs", "full epochs of the training split measured per mode, after one warm-up epoch; the median epoch counts", Value = "N")]
-    public int Epochs { get; set; } = 3;
+    [Option("--epochs", "full epochs of the training split measured per mode and round, after one warm-up epoch; the median epoch counts", Value = "N")]
+    public int Epochs { get; set; } = 2;
+
+    [Option("--rounds", "measurements per mode, in alternating order; each mode keeps its best", Value = "N")]
+    public int Rounds { get; set; } = 2;
 
     [Option("--skip-cluster", "leave out the measurements that start worker processes", Value = "")]
     public bool SkipCluster { get; set; }
 
-    public override void Validate() => CommandLine.Range("--epochs", Epochs, 1, 1000);
+    public override void Validate()
+    {
+        CommandLine.Range("--epochs", Epochs, 1, 1000);
+        CommandLine.Range("--rounds", Rounds, 1, 100);
+    }
 }
 
 /// <summary>
@@ -31,6 +38,8 @@ public sealed class BenchSettings : DataSettings
 /// (the default Elman RNN) and global batch: a plain TorchSharp loop without actors on all cores,
 /// local mode with 1 and 2 workers, and a cluster of 2 worker processes on 127.0.0.1; then the
 /// wall time of the default configuration until test accuracy first reaches 0.80, and peak RSS.
+/// Each mode's figure is the median names/s of its measured epochs after a warm-up epoch, and the
+/// best of a few rounds run in alternating order (the machines this runs on are shared and noisy).
 /// </summary>
 public static class BenchCommand
 {
@@ -51,16 +60,31 @@ public static class BenchCommand
         var results = new Dictionary<int, Throughput>();
         foreach (var batch in new[] { 64, 256 })
         {
-            log.Information("Measuring global batch {Batch} over {Epochs} epoch(s) of {Names} names", batch, settings.Epochs, train.Count);
+            log.Information("Measuring global batch {Batch}: {Rounds} round(s), each mode {Epochs} epoch(s) of {Names} names after a warm-up epoch",
+                batch, settings.Rounds, settings.Epochs, train.Count);
             var options = new TrainSettings { Epochs = settings.Epochs + WarmUpEpochs, BatchSize = batch }.ToTrainingOptions();
-            var noActor = NoActor(options, data, train);
-            var local1 = await Actors(options, data, train, 1, null, quiet, workerPeaks, cancellation);
-            var local2 = await Actors(options, data, train, 2, null, quiet, workerPeaks, cancellation);
-            var cluster2 = settings.SkipCluster ? null : await Actors(options, data, train, 0, 2, quiet, workerPeaks, cancellation);
-            results[batch] = new Throughput(noActor, local1.NamesPerSecond, local2.NamesPerSecond, cluster2?.NamesPerSecond,
+            var modes = new List<(string Name, Func<Task<ActorRun?>> Measure)>
+            {
+                ("no actors", () => Task.FromResult<ActorRun?>(NoActor(options, data, train))),
+                ("local 1", async () => await Actors(options, data, train, 1, null, quiet, workerPeaks, cancellation)),
+                ("local 2", async () => await Actors(options, data, train, 2, null, quiet, workerPeaks, cancellation)),
+                ("cluster 2", async () => settings.SkipCluster ? null : await Actors(options, data, train, 0, 2, quiet, workerPeaks, cancellation)),
+            };
+            // Rounds alternate the order of the modes and each mode keeps its best round: a slow spell
+            // of the shared machine then costs a mode one of its rounds, not the comparison.
+            var best = new Dictionary<string, ActorRun?>();
+            for (var round = 0; round < settings.Rounds; round++)
+                foreach (var (name, measure) in round % 2 == 0 ? modes : Enumerable.Reverse(modes))
+                {
+                    var run = await measure();
+                    log.Information("Batch {Batch}, round {Round}: {Mode} {NamesPerSecond:F0} names/s", batch, round + 1, name, run?.NamesPerSecond ?? double.NaN);
+                    if (!best.TryGetValue(name, out var kept) || (run is not null && run.NamesPerSecond > kept!.NamesPerSecond)) best[name] = run;
+                }
+            var (noActor, local1, local2, cluster2) = (best["no actors"]!, best["local 1"]!, best["local 2"]!, best["cluster 2"]);
+            results[batch] = new Throughput(noActor.NamesPerSecond, local1.NamesPerSecond, local2.NamesPerSecond, cluster2?.NamesPerSecond,
                 local2.SecondsPerStep, cluster2?.SecondsPerStep);
             log.Information("Batch {Batch}: no actors {NoActor:F0}, local 1 {Local1:F0}, local 2 {Local2:F0}, cluster 2 {Cluster2:F0} names/s",
-                batch, noActor, local1.NamesPerSecond, local2.NamesPerSecond, cluster2?.NamesPerSecond ?? double.NaN);
+                batch, noActor.NamesPerSecond, local1.NamesPerSecond, local2.NamesPerSecond, cluster2?.NamesPerSecond ?? double.NaN);
         }
 
         var clock = Stopwatch.StartNew();
@@ -92,6 +116,7 @@ public static class BenchCommand
             ["worker_peak_rss_mb"] = workerPeaks.Count == 0 ? null : workerPeaks.Max() / 1024.0 / 1024.0,
             ["epochs_per_measurement"] = settings.Epochs,
             ["warm_up_epochs"] = WarmUpEpochs,
+            ["rounds"] = settings.Rounds,
             ["train_names"] = train.Count,
             ["processors"] = Environment.ProcessorCount,
         };
@@ -100,7 +125,7 @@ public static class BenchCommand
             stdout.WriteLine(JsonSerializer.Serialize(report, Json.Indented));
             return 0;
         }
-        stdout.WriteLine($"training names/s, default Elman RNN, {train.Count} names, median of {settings.Epochs} epoch(s) after {WarmUpEpochs} warm-up epoch, {Environment.ProcessorCount} cores");
+        stdout.WriteLine($"training names/s, default Elman RNN, {train.Count} names, median of {settings.Epochs} epoch(s) after {WarmUpEpochs} warm-up epoch, best of {settings.Rounds} round(s), {Environment.ProcessorCount} cores");
         stdout.WriteLine($"{"global batch",-14}{"no actors",12}{"local 1",12}{"local 2",12}{"cluster 2",12}");
         foreach (var (batch, t) in results)
             stdout.WriteLine($"{batch,-14}{t.NoActorNamesPerSecond,12:F0}{t.Local1NamesPerSecond,12:F0}{t.Local2NamesPerSecond,12:F0}{t.Cluster2NamesPerSecond,12:F0}");
@@ -112,7 +137,7 @@ public static class BenchCommand
     }
 
     /// <summary>The floor: one process, no actors, all cores for TorchSharp, one micro-batch per step.</summary>
-    private static double NoActor(TrainingOptions options, NamesData data, IReadOnlyList<LabelledName> train)
+    private static ActorRun NoActor(TrainingOptions options, NamesData data, IReadOnlyList<LabelledName> train)
     {
         torch.set_num_threads(Environment.ProcessorCount);
         var config = ModelConfig.Create(options.Cell, options.Hidden, data.Labels.Count, options.Embedding, options.Bidirectional);
@@ -126,7 +151,8 @@ public static class BenchCommand
             clock.Restart();
         });
         torch.set_num_threads(1);
-        return MeasuredRate(rates);
+        var rate = MeasuredRate(rates);
+        return new ActorRun(rate, train.Count / rate / Math.Ceiling((double)train.Count / options.BatchSize), false, rates.Count);
     }
 
     /// <summary>The median names/s of the epochs after the warm-up: robust to a stall of the shared machine in one epoch.</summary>
