@@ -109,10 +109,12 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
 
     private static ModelSpec ReadSpec(ref WireReader r) => new(r.String(), r.Int32(), r.Int32(), r.Int32(), r.Int32(), r.Byte() switch { 0 => false, 1 => true, var b => throw new FormatException($"a flag of {b}") }, r.String());
 
+    /// <summary>The exact size of the two messages that carry floats (so that no copy is made of them), an estimate of the others.</summary>
     private static int EstimateSize(object obj) => obj switch
     {
-        ComputeGradients m => 128 + (m.Parameters?.Length ?? 0) * 4 + m.Names.Sum(n => n.Length * 3 + 8),
-        GradientsComputed m => 96 + m.Gradients.Length * 4,
+        ComputeGradients m => 1 + WireWriter.SizeOf(m.RunId) + 8 + 4 + 8 + WireWriter.SizeOf(m.Parameters)
+            + 4 + m.Names.Sum(WireWriter.SizeOf) + 4 + m.Labels.Length * 4 + 8,
+        GradientsComputed m => 1 + WireWriter.SizeOf(m.RunId) + 8 + 4 + 8 + 4 + WireWriter.SizeOf(m.Gradients) + 4,
         WorkerAccepted m => 256 + (m.ClassWeights?.Length ?? 0) * 4,
         _ => 128,
     };

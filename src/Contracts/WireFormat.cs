@@ -60,7 +60,14 @@ public sealed class WireWriter(int capacity)
         foreach (var v in values) String(v);
     }
 
-    public byte[] ToArray() => _buffer.AsSpan(0, _length).ToArray();
+    /// <summary>The bytes written; the buffer itself, without a copy, when the capacity given was exact.</summary>
+    public byte[] ToArray() => _length == _buffer.Length ? _buffer : _buffer.AsSpan(0, _length).ToArray();
+
+    /// <summary>What <see cref="String"/> writes for <paramref name="value"/>.</summary>
+    public static int SizeOf(string value) => 4 + Encoding.UTF8.GetByteCount(value);
+
+    /// <summary>What <see cref="Floats"/> writes for <paramref name="values"/>.</summary>
+    public static int SizeOf(float[]? values) => 4 + (values?.Length ?? 0) * sizeof(float);
 }
 
 /// <summary>The reading side; any length or value that does not fit the remaining bytes is a <see cref="FormatException"/>.</summary>
