@@ -6,11 +6,11 @@ public interface INameRnnMessage;
 /// <summary>The coordinator/worker protocol's version; a worker with another one is refused.</summary>
 public static class Protocol
 {
-    public const int Version = 1;
+    public const int Version = 2;
 }
 
 /// <summary>What a worker needs to build the model it computes gradients for.</summary>
-public sealed record ModelSpec(string Cell, int Hidden, int Classes, int Inputs, int Embedding, bool Bidirectional, string Hash) : INameRnnMessage;
+public sealed record ModelSpec(string Cell, int Hidden, int Classes, int Inputs, int Embedding, bool Bidirectional, string Pooling, int Layers, string Hash) : INameRnnMessage;
 
 /// <summary>
 /// A worker asks to take part; sent when it finds the coordinator (and again until answered).
@@ -21,9 +21,9 @@ public sealed record RegisterWorker(int ProtocolVersion, string WorkerId, string
 
 /// <summary>
 /// The coordinator took the worker in for a run; the worker builds the model from <see cref="Model"/>
-/// and trains it with the loss weights and dropout rate given.
+/// and trains it with the loss weights, dropout rate and label smoothing given.
 /// </summary>
-public sealed record WorkerAccepted(string RunId, ModelSpec Model, float[]? ClassWeights, double Dropout) : INameRnnMessage;
+public sealed record WorkerAccepted(string RunId, ModelSpec Model, float[]? ClassWeights, double Dropout, double LabelSmoothing = 0) : INameRnnMessage;
 
 /// <summary>The coordinator will not use this worker, and says why.</summary>
 public sealed record WorkerRefused(string Reason) : INameRnnMessage;

@@ -49,7 +49,7 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
             case RegisterWorker m:
                 w.Int32(m.ProtocolVersion); w.String(m.WorkerId); w.String(m.ModelFormat); w.String(m.Secret);
                 break;
-            case WorkerAccepted m: w.String(m.RunId); WriteSpec(w, m.Model); w.Floats(m.ClassWeights); w.Double(m.Dropout); break;
+            case WorkerAccepted m: w.String(m.RunId); WriteSpec(w, m.Model); w.Floats(m.ClassWeights); w.Double(m.Dropout); w.Double(m.LabelSmoothing); break;
             case WorkerRefused m: w.String(m.Reason); break;
             case ComputeGradients m:
                 w.String(m.RunId); w.Int64(m.Step); w.Int32(m.MicroBatch); w.Int64(m.ParametersVersion);
@@ -77,7 +77,7 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
             {
                 ModelSpecManifest => ReadSpec(ref r),
                 RegisterManifest => new RegisterWorker(r.Int32(), r.String(), r.String(), r.String()),
-                AcceptedManifest => new WorkerAccepted(r.String(), ReadSpec(ref r), r.Floats(), r.Double()),
+                AcceptedManifest => new WorkerAccepted(r.String(), ReadSpec(ref r), r.Floats(), r.Double(), r.Double()),
                 RefusedManifest => new WorkerRefused(r.String()),
                 ComputeManifest => ReadCompute(ref r),
                 ComputedManifest => new GradientsComputed(r.String(), r.Int64(), r.Int32(), r.Double(), r.Int32(), r.RequiredFloats(), r.Int32()),
@@ -104,10 +104,10 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
 
     private static void WriteSpec(WireWriter w, ModelSpec m)
     {
-        w.String(m.Cell); w.Int32(m.Hidden); w.Int32(m.Classes); w.Int32(m.Inputs); w.Int32(m.Embedding); w.Byte(m.Bidirectional ? (byte)1 : (byte)0); w.String(m.Hash);
+        w.String(m.Cell); w.Int32(m.Hidden); w.Int32(m.Classes); w.Int32(m.Inputs); w.Int32(m.Embedding); w.Byte(m.Bidirectional ? (byte)1 : (byte)0); w.String(m.Pooling); w.Int32(m.Layers); w.String(m.Hash);
     }
 
-    private static ModelSpec ReadSpec(ref WireReader r) => new(r.String(), r.Int32(), r.Int32(), r.Int32(), r.Int32(), r.Byte() switch { 0 => false, 1 => true, var b => throw new FormatException($"a flag of {b}") }, r.String());
+    private static ModelSpec ReadSpec(ref WireReader r) => new(r.String(), r.Int32(), r.Int32(), r.Int32(), r.Int32(), r.Byte() switch { 0 => false, 1 => true, var b => throw new FormatException($"a flag of {b}") }, r.String(), r.Int32(), r.String());
 
     /// <summary>The exact size of the two messages that carry floats (so that no copy is made of them), an estimate of the others.</summary>
     private static int EstimateSize(object obj) => obj switch

@@ -78,14 +78,14 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
     {
         Timers.Cancel(RegisterTimer);
         if (accepted.RunId == _runId && _engine is not null) return;
-        var config = new ModelConfig(accepted.Model.Cell, accepted.Model.Hidden, accepted.Model.Classes, accepted.Model.Inputs, accepted.Model.Embedding, accepted.Model.Bidirectional);
+        var config = new ModelConfig(accepted.Model.Cell, accepted.Model.Hidden, accepted.Model.Classes, accepted.Model.Inputs, accepted.Model.Embedding, accepted.Model.Bidirectional, accepted.Model.Pooling, accepted.Model.Layers);
         if (config.Hash() != accepted.Model.Hash)
         {
             _log.Error("Worker {Worker} cannot build model {ModelHash}: this build computes {LocalHash} for it", _workerId, accepted.Model.Hash, config.Hash());
             return;
         }
         _engine?.Dispose();
-        _engine = new GradientEngine(config, accepted.ClassWeights, accepted.Dropout);
+        _engine = new GradientEngine(config, accepted.ClassWeights, accepted.Dropout, accepted.LabelSmoothing);
         _runId = accepted.RunId;
         if (_runIdLog is not null) _runIdLog.RunId = accepted.RunId;
         _log.Info("Worker {Worker} joined run {RunId}: {Cell} hidden {Hidden}", _workerId, accepted.RunId, config.Cell, config.Hidden);

@@ -140,7 +140,7 @@ public static class BenchCommand
     private static ActorRun NoActor(TrainingOptions options, NamesData data, IReadOnlyList<LabelledName> train)
     {
         torch.set_num_threads(Environment.ProcessorCount);
-        var config = ModelConfig.Create(options.Cell, options.Hidden, data.Labels.Count, options.Embedding, options.Bidirectional);
+        var config = ModelConfig.Create(options.Cell, options.Hidden, data.Labels.Count, options.Embedding, options.Bidirectional, options.Pooling, options.Layers);
         var run = new TrainingRun(options with { MicroBatch = options.BatchSize }, config, train, ParameterInit.Create(config, options.Seed));
         var rates = new List<double>();
         var clock = Stopwatch.StartNew();
@@ -170,7 +170,7 @@ public static class BenchCommand
         int localWorkers, int? clusterWorkers, ILogger log, List<long> workerPeaks, CancellationToken cancellation, double? stopAt = null)
     {
         torch.set_num_threads(1);
-        var config = ModelConfig.Create(options.Cell, options.Hidden, data.Labels.Count, options.Embedding, options.Bidirectional);
+        var config = ModelConfig.Create(options.Cell, options.Hidden, data.Labels.Count, options.Embedding, options.Bidirectional, options.Pooling, options.Layers);
         var plan = new TrainingPlan("bench", options, config, data.Labels, train, data.SplitOf(Split.Validation), data.SplitOf(Split.Test),
             clusterWorkers ?? localWorkers) { StopAtTestAccuracy = stopAt };
         var workers = new List<Process>();

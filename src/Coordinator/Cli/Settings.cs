@@ -33,12 +33,14 @@ public abstract class DataSettings : CommandSettings
 /// <summary>
 /// The defaults that depend on the cell, chosen on the validation split: the seed's Elman RNN with
 /// one-hot letters and light regularisation; gated cells with a letter embedding, both reading
-/// directions, more dropout and a moving average of the parameters.
+/// directions, the output layer on the last state and the mean and maximum over the letters,
+/// more dropout, label smoothing and a moving average of the parameters.
 /// </summary>
-public sealed record CellDefaults(int Embedding, bool Bidirectional, double Dropout, double ClassWeightPower, double AverageDecay)
+public sealed record CellDefaults(
+    int Embedding, bool Bidirectional, double Dropout, double ClassWeightPower, double AverageDecay, string Pooling, int Layers, double LabelSmoothing)
 {
-    private static readonly CellDefaults Elman = new(0, false, 0.1, 0.15, 0);
-    private static readonly CellDefaults Gated = new(64, true, 0.4, 0.1, 0.999);
+    private static readonly CellDefaults Elman = new(0, false, 0.1, 0.15, 0, Poolings.Last, 1, 0);
+    private static readonly CellDefaults Gated = new(64, true, 0.5, 0.1, 0.999, Poolings.LastMeanMax, 1, 0.1);
 
     public static CellDefaults For(string cell) => cell == Cells.Rnn ? Elman : Gated;
 }
@@ -80,6 +82,12 @@ public sealed class TrainSettings : DataSettings
     [Option("--bidirectional", "a second cell reads each name backwards (default: off for rnn, on for gru and lstm; --bidirectional=false turns it off)", Value = "")]
     public bool? Bidirectional { get; set; }
 
+    [Option("--pooling", "what the output layer reads of each direction: last (the state after the last letter) or last-mean-max (that, and the mean and maximum of the states over the letters) (default: last for rnn, last-mean-max for gru and lstm)", Value = "NAME")]
+    public string? Pooling { get; set; }
+
+    [Option("--layers", "stacked cells; a layer above the first reads the states of the one below, with dropout between (default: 1 for rnn, 1 for gru and lstm)", Value = "N")]
+    public int? Layers { get; set; }
+
     [Option("--cell", "rnn (the seed's Elman RNN), gru or lstm", Value = "CELL")]
     public string Cell { get; set; } = Defaults.Cell;
 
@@ -107,8 +115,11 @@ public sealed class TrainSettings : DataSettings
     [Option("--seed", "seed of the initial weights and the epoch order", Value = "N")]
     public long Seed { get; set; } = Defaults.Seed;
 
-    [Option("--dropout", "dropout rate on the letter inputs and the last state (default: 0.1 for rnn, 0.4 for gru and lstm)", Value = "X")]
+    [Option("--dropout", "dropout rate on the letter inputs, between stacked layers and on what the output layer reads (default: 0.1 for rnn, 0.5 for gru and lstm)", Value = "X")]
     public double? Dropout { get; set; }
+
+    [Option("--label-smoothing", "probability the loss's target spreads evenly over all classes; 0 = one-hot targets (default: 0 for rnn, 0.1 for gru and lstm)", Value = "X")]
+    public double? LabelSmoothing { get; set; }
 
     [Option("--average-decay", "evaluate and keep a moving average of the parameters with this decay; 0 = the raw parameters (default: 0 for rnn, 0.999 for gru and lstm)", Value = "X")]
     public double? AverageDecay { get; set; }
@@ -192,6 +203,8 @@ public sealed class TrainSettings : DataSettings
         CommandLine.Range("--hidden", Hidden, 1, 4096);
         if (Embedding is { } embedding) CommandLine.Range("--embedding", embedding, 0, 4096);
         CommandLine.OneOf("--cell", Cell, Cells.All);
+        if (Pooling is { } pooling) CommandLine.OneOf("--pooling", pooling, Poolings.All);
+        if (Layers is { } layers) CommandLine.Range("--layers", layers, 1, 16);
         CommandLine.OneOf("--optimizer", Optimizer, Optimizers.All);
         if (Lr is { } lr) CommandLine.Range("--lr", lr, 1e-12, 100);
         CommandLine.Range("--momentum", Momentum, 0, 0.999999);
@@ -202,6 +215,7 @@ public sealed class TrainSettings : DataSettings
         CommandLine.Range("--max-names", MaxNames, 0, int.MaxValue);
         if (AverageDecay is { } decay) CommandLine.Range("--average-decay", decay, 0, 0.999999);
         if (Dropout is { } dropout) CommandLine.Range("--dropout", dropout, 0, 0.95);
+        if (LabelSmoothing is { } smoothing) CommandLine.Range("--label-smoothing", smoothing, 0, 0.9);
         CommandLine.Range("--port", Port, 0, 65535);
         CommandLine.Range("--checkpoint-every", CheckpointEvery, 0, int.MaxValue);
         CommandLine.Range("--worker-timeout", WorkerTimeout, 0, 1e7);
@@ -211,7 +225,7 @@ public sealed class TrainSettings : DataSettings
         if (Cluster) Tls.Options()?.Load().Dispose();
         CommandLine.Range("--min-workers", MinWorkers, 1, 4096);
         CommandLine.Range("--max-frame-size", MaxFrameSize, 128_000, 1 << 30);
-        var needed = NameRnnHosting.RequiredFrameSize(ModelConfig.Create(Cell, Hidden, 18, ToTrainingOptions().Embedding, ToTrainingOptions().Bidirectional).ParameterCount, Math.Max(MicroBatch, 1));
+        var needed = NameRnnHosting.RequiredFrameSize(ModelConfig.Create(Cell, Hidden, 18, ToTrainingOptions().Embedding, ToTrainingOptions().Bidirectional, ToTrainingOptions().Pooling, ToTrainingOptions().Layers).ParameterCount, Math.Max(MicroBatch, 1));
         if (Cluster && needed > MaxFrameSize)
             throw new UsageException($"option --max-frame-size: {MaxFrameSize} bytes is too small for a {Cell} model of hidden size {Hidden}: its messages need {needed}; set --max-frame-size (on the coordinator and every worker) to at least {needed}");
     }
@@ -228,6 +242,8 @@ public sealed class TrainSettings : DataSettings
         Hidden = Hidden,
         Embedding = Embedding ?? CellDefaults.For(Cell).Embedding,
         Bidirectional = Bidirectional ?? CellDefaults.For(Cell).Bidirectional,
+        Pooling = Pooling ?? CellDefaults.For(Cell).Pooling,
+        Layers = Layers ?? CellDefaults.For(Cell).Layers,
         Optimizer = Optimizer,
         LearningRate = Lr ?? (Optimizer == Optimizers.Sgd ? 0.1 : Defaults.LearningRate),
         Momentum = Momentum,
@@ -238,6 +254,7 @@ public sealed class TrainSettings : DataSettings
         Seed = Seed,
         AverageDecay = AverageDecay ?? CellDefaults.For(Cell).AverageDecay,
         Dropout = Dropout ?? CellDefaults.For(Cell).Dropout,
+        LabelSmoothing = LabelSmoothing ?? CellDefaults.For(Cell).LabelSmoothing,
     };
 }
 

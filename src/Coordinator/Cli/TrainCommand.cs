@@ -83,7 +83,7 @@ public static class TrainCommand
             });
 
         torch.set_num_threads(1);
-        var model = ModelConfig.Create(options.Cell, options.Hidden, data.Labels.Count, options.Embedding, options.Bidirectional);
+        var model = ModelConfig.Create(options.Cell, options.Hidden, data.Labels.Count, options.Embedding, options.Bidirectional, options.Pooling, options.Layers);
         var plan = new TrainingPlan(config.RunId, options, model, data.Labels, train, validation, test,
             settings.Cluster ? settings.MinWorkers : settings.Workers, settings.MaxAttempts, settings.ClusterSecret)
         {
@@ -112,10 +112,12 @@ public static class TrainCommand
         {
             ["cell"] = options.Cell, ["hidden"] = options.Hidden.ToString(CultureInfo.InvariantCulture),
             ["embedding"] = options.Embedding.ToString(CultureInfo.InvariantCulture), ["bidirectional"] = options.Bidirectional.ToString(),
+            ["pooling"] = options.Pooling, ["layers"] = options.Layers.ToString(CultureInfo.InvariantCulture),
             ["optimizer"] = options.Optimizer, ["learning rate"] = options.LearningRate.ToString(CultureInfo.InvariantCulture),
             ["schedule"] = options.Schedule, ["epochs"] = options.Epochs.ToString(CultureInfo.InvariantCulture),
             ["batch size"] = options.BatchSize.ToString(CultureInfo.InvariantCulture), ["micro-batch"] = options.MicroBatch.ToString(CultureInfo.InvariantCulture),
             ["dropout"] = options.Dropout.ToString(CultureInfo.InvariantCulture), ["class weight power"] = options.ClassWeightPower.ToString(CultureInfo.InvariantCulture),
+            ["label smoothing"] = options.LabelSmoothing.ToString(CultureInfo.InvariantCulture),
             ["clip norm"] = options.ClipNorm.ToString(CultureInfo.InvariantCulture), ["seed"] = options.Seed.ToString(CultureInfo.InvariantCulture),
             ["mode"] = settings.Cluster ? "cluster" : $"local, {settings.Workers} workers", ["data"] = Path.GetFullPath(dataPath),
             ["parameters"] = model.ParameterCount.ToString(CultureInfo.InvariantCulture),
@@ -153,6 +155,17 @@ public static class TrainCommand
         // What the run computes comes from its saved settings; how it runs (local or cluster, workers,
         // timeouts) from this command line and its defaults; where the data is, from here if given.
         var settings = config.Settings;
+        // Options left to their cell's default keep the value the run resolved them to, so that a
+        // build with other defaults (or options the saved run predates) resumes the same model.
+        var resolved = config.Options;
+        settings.Embedding ??= resolved.Embedding;
+        settings.Bidirectional ??= resolved.Bidirectional;
+        settings.Pooling ??= resolved.Pooling;
+        settings.Layers ??= resolved.Layers;
+        settings.Dropout ??= resolved.Dropout;
+        settings.LabelSmoothing ??= resolved.LabelSmoothing;
+        settings.ClassWeightPower ??= resolved.ClassWeightPower;
+        settings.AverageDecay ??= resolved.AverageDecay;
         foreach (var option in CommandLine.OptionsOf(typeof(TrainSettings)))
             if (TrainSettings.ModeOptions.Contains(option.Attribute.Name) && (!TrainSettings.DataOptions.Contains(option.Attribute.Name) || givenOptions.Contains(option.Attribute.Name)))
                 option.SetValue(settings, option.GetValue(current));

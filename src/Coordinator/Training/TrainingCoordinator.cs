@@ -82,7 +82,7 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
     {
         _plan = plan;
         _recorder = recorder;
-        _spec = new ModelSpec(plan.Model.Cell, plan.Model.Hidden, plan.Model.Classes, plan.Model.Inputs, plan.Model.Embedding, plan.Model.Bidirectional, plan.Model.Hash());
+        _spec = new ModelSpec(plan.Model.Cell, plan.Model.Hidden, plan.Model.Classes, plan.Model.Inputs, plan.Model.Embedding, plan.Model.Bidirectional, plan.Model.Pooling, plan.Model.Layers, plan.Model.Hash());
         _classWeights = plan.ClassWeights();
         Receive<StartTraining>(_ => OnStart());
         Receive<RegisterWorker>(OnRegister);
@@ -147,7 +147,7 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
             _log.Info("Worker {Worker} registered ({Workers} live)", register.WorkerId, LiveWorkers);
             _waitingSince.Restart();
         }
-        Sender.Tell(new WorkerAccepted(_plan.RunId, _spec, _classWeights, _plan.Options.Dropout));
+        Sender.Tell(new WorkerAccepted(_plan.RunId, _spec, _classWeights, _plan.Options.Dropout, _plan.Options.LabelSmoothing));
         if (Started) Dispatch();
         else TryBegin();
     }

@@ -18,11 +18,14 @@ public sealed class GradientEngine : IDisposable
     private readonly NameClassifier _module;
     private readonly Tensor? _classWeights;
     private readonly double _dropout;
+    private readonly double _labelSmoothing;
     private long _loadedVersion = -1;
 
-    public GradientEngine(ModelConfig config, float[]? classWeights, double dropout = 0)
+    public GradientEngine(ModelConfig config, float[]? classWeights, double dropout = 0, double labelSmoothing = 0)
     {
+        if (labelSmoothing is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(labelSmoothing), labelSmoothing, "label smoothing must be in [0, 1)");
         _dropout = dropout;
+        _labelSmoothing = labelSmoothing;
         _module = new NameClassifier(config);
         _module.train();
         if (classWeights is not null)
@@ -54,12 +57,30 @@ public sealed class GradientEngine : IDisposable
         var sortedLabels = torch.tensor(packed.Order.Select(i => (long)labels[i]).ToArray(), dtype: ScalarType.Int64);
         using var dropout = _dropout > 0 ? new Dropout(_dropout, noiseSeed) : null;
         var logits = _module.Forward(packed, dropout);
-        var loss = nn.functional.cross_entropy(logits, sortedLabels, _classWeights, reduction: nn.Reduction.Sum);
+        var loss = _labelSmoothing > 0
+            ? SmoothedLoss(logits, sortedLabels)
+            : nn.functional.cross_entropy(logits, sortedLabels, _classWeights, reduction: nn.Reduction.Sum);
         _module.zero_grad();
         loss.backward();
         var gradients = ParameterIo.FlattenGradients(_module);
         var correct = (int)logits.argmax(1).eq(sortedLabels).sum().data<long>()[0];
         return new MicroBatchGradients(loss.data<float>()[0], names.Count, gradients, correct);
+    }
+
+    /// <summary>
+    /// Σ_i w_{y_i} [(1 − ε)(−log p_{i,y_i}) + ε · mean_c(−log p_{i,c})]: the cross-entropy against a
+    /// target that puts 1 − ε on the label and ε evenly on all classes, weighted by the label's weight.
+    /// </summary>
+    private Tensor SmoothedLoss(Tensor logits, Tensor labels)
+    {
+        var logP = nn.functional.log_softmax(logits, 1);
+        var nll = logP.gather(1, labels.unsqueeze(1)).squeeze(1).neg();
+        var uniform = logP.mean([1]).neg();
+        using var keep = (1 - _labelSmoothing).ToScalar();
+        using var spread = _labelSmoothing.ToScalar();
+        var perName = nll.mul(keep).add(uniform, spread);
+        if (_classWeights is not null) perName = perName.mul(_classWeights.index_select(0, labels));
+        return perName.sum();
     }
 
     public void Dispose()

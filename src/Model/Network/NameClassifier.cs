@@ -6,7 +6,9 @@ namespace NameRnn.Model.Network;
 
 /// <summary>
 /// The character-level classifier: an Elman RNN (the seed's default), GRU or LSTM read over each
-/// name, and a linear layer on the state after the last character. The input projection of a
+/// name (optionally both ways and in stacked layers), and a linear layer on the state after the
+/// last character, or on that and the mean and maximum of the states over the name's characters
+/// (<see cref="Poolings"/>). The input projection of a
 /// one-hot letter is a column lookup in the input matrix, which gives the same numbers as the
 /// one-hot product without computing it. Returns logits in packed (sorted) order.
 /// </summary>
@@ -42,16 +44,26 @@ public sealed class NameClassifier : nn.Module<PackedNames, Tensor>
         _first = config.Embedding > 0 ? 1 : 0;
     }
 
-    /// <summary>The k-th weight of the cell reading forwards (direction 0) or backwards (1), after the embedding when there is one.</summary>
-    private Parameter W(int direction, int k) => _weights[_first + direction * (_config.Cell == Cells.Rnn ? 3 : 4) + k];
+    /// <summary>The k-th weight of the cell of <paramref name="layer"/> reading forwards (direction 0) or backwards (1), after the embedding when there is one.</summary>
+    private Parameter W(int layer, int direction, int k) =>
+        _weights[_first + (layer * _config.Directions + direction) * (_config.Cell == Cells.Rnn ? 3 : 4) + k];
 
     /// <summary>
-    /// The input projection of every packed letter: a column of the input matrix (the one-hot
-    /// product without computing it), or, with an embedding, the letter's embedding times the input
-    /// matrix. Dropout falls on the embedding, or on the projection when there is none.
+    /// What a layer reads at every packed position: letters (<paramref name="Tokens"/>, the first
+    /// layer) or the states of the layer below (<paramref name="States"/>, one row per position).
     /// </summary>
-    private Tensor Project(Tensor inputMatrix, Tensor tokens, Dropout? dropout)
+    private sealed record Input(Tensor? Tokens, Tensor? States);
+
+    /// <summary>
+    /// The input projection of every packed position: for letters, a column of the input matrix (the
+    /// one-hot product without computing it), or, with an embedding, the letter's embedding times the
+    /// input matrix, dropout falling on the embedding, or on the projection when there is none; for
+    /// the states of the layer below (dropped out already), their product with the input matrix.
+    /// </summary>
+    private Tensor Project(Tensor inputMatrix, Input input, Dropout? dropout)
     {
+        if (input.States is { } below) return below.mm(inputMatrix.t());
+        var tokens = input.Tokens!;
         if (_embedding is null) return Drop(inputMatrix.t().index_select(0, tokens), dropout);
         var embedded = Drop(_embedding.t().index_select(0, tokens), dropout);
         return embedded.mm(inputMatrix.t());
@@ -64,32 +76,107 @@ public sealed class NameClassifier : nn.Module<PackedNames, Tensor>
 
     public override Tensor forward(PackedNames batch) => Forward(batch, null);
 
-    /// <summary>The logits, with dropout on the input projections and the last state when <paramref name="dropout"/> is given (training).</summary>
+    /// <summary>
+    /// The logits, with dropout (when <paramref name="dropout"/> is given: training) on the input
+    /// projections, between stacked layers and on what the output layer reads.
+    /// </summary>
     public Tensor Forward(PackedNames batch, Dropout? dropout)
     {
-        var last = Read(batch, torch.tensor(batch.Tokens, dtype: ScalarType.Int64), 0, dropout);
+        var input = new Input(torch.tensor(batch.Tokens, dtype: ScalarType.Int64), null);
+        Tensor? reverseOrder = null;
+        for (var layer = 0; layer < _config.Layers - 1; layer++)
+        {
+            // Every state of both directions at every position: the backward cell's packed rows are in
+            // reversed reading order, and reverseOrder maps each packed position to its mirror.
+            var forwards = new List<Tensor>();
+            Read(batch, input, layer, 0, dropout, forwards);
+            var below = torch.cat(forwards, 0);
+            if (_config.Bidirectional)
+            {
+                reverseOrder ??= torch.tensor(batch.MirrorIndex, dtype: ScalarType.Int64);
+                var backwards = new List<Tensor>();
+                Read(batch, Reversed(batch, input, reverseOrder), layer, 1, dropout, backwards);
+                below = torch.cat([below, torch.cat(backwards, 0).index_select(0, reverseOrder)], 1);
+            }
+            input = new Input(null, Drop(below, dropout));
+        }
+        var top = _config.Layers - 1;
+        var features = Features(batch, input, top, 0, dropout);
         if (_config.Bidirectional)
-            last = torch.cat([last, Read(batch, torch.tensor(batch.ReversedTokens, dtype: ScalarType.Int64), 1, dropout)], 1);
-        if (dropout is not null) last = dropout.Apply(last);
-        return torch.addmm(_weights[^1], last, _weights[^2].t(), 1, 1);
+        {
+            var backwardInput = _config.Layers == 1
+                ? new Input(torch.tensor(batch.ReversedTokens, dtype: ScalarType.Int64), null)
+                : Reversed(batch, input, reverseOrder!);
+            features = torch.cat([features, Features(batch, backwardInput, top, 1, dropout)], 1);
+        }
+        if (dropout is not null) features = dropout.Apply(features);
+        return torch.addmm(_weights[^1], features, _weights[^2].t(), 1, 1);
     }
 
-    /// <summary>The state of the cell of <paramref name="direction"/> after the last of <paramref name="tokens"/> of every name.</summary>
-    private Tensor Read(PackedNames batch, Tensor tokens, int direction, Dropout? dropout) => _config.Cell switch
+    /// <summary>The input read backwards, in the same packed layout.</summary>
+    private static Input Reversed(PackedNames batch, Input input, Tensor reverseOrder) => input.States is { } states
+        ? new Input(null, states.index_select(0, reverseOrder))
+        : new Input(torch.tensor(batch.ReversedTokens, dtype: ScalarType.Int64), null);
+
+    /// <summary>What the output layer reads of one direction: its last state, or [last state, mean, maximum over the letters' states].</summary>
+    private Tensor Features(PackedNames batch, Input input, int layer, int direction, Dropout? dropout)
     {
-        Cells.Rnn => Elman(batch, tokens, direction, dropout),
-        Cells.Gru => Gru(batch, tokens, direction, dropout),
-        Cells.Lstm => Lstm(batch, tokens, direction, dropout),
+        if (_config.Pooling == Poolings.Last) return Read(batch, input, layer, direction, dropout, null);
+        var states = new List<Tensor>();
+        var last = Read(batch, input, layer, direction, dropout, states);
+        var (mean, max) = MeanAndMax(batch.BatchSizes, states);
+        return torch.cat([last, mean, max], 1);
+    }
+
+    /// <summary>
+    /// The mean and the maximum, per name, of the hidden states of its own letters: step t holds the
+    /// states of the first <paramref name="sizes"/>[t] names (sorted order), so a step updates only
+    /// the rows of the names still running.
+    /// </summary>
+    private static (Tensor Mean, Tensor Max) MeanAndMax(int[] sizes, List<Tensor> states)
+    {
+        var names = sizes[0];
+        var dtype = states[0].dtype;
+        var sum = states[0];
+        var max = states[0];
+        for (var t = 1; t < states.Count; t++)
+        {
+            var n = sizes[t];
+            var head = states[t];
+            if (n < names)
+            {
+                sum = torch.cat([Add(sum.narrow(0, 0, n), head), sum.narrow(0, n, names - n)], 0);
+                max = torch.cat([torch.maximum(max.narrow(0, 0, n), head), max.narrow(0, n, names - n)], 0);
+            }
+            else
+            {
+                sum = Add(sum, head);
+                max = torch.maximum(max, head);
+            }
+        }
+        var lengths = new float[names];
+        foreach (var n in sizes)
+            for (var i = 0; i < n; i++) lengths[i]++;
+        var mean = sum / torch.tensor(lengths, dtype: dtype).unsqueeze(1);
+        return (mean, max);
+    }
+
+    /// <summary>The state of the cell of <paramref name="layer"/> and <paramref name="direction"/> after the last position of every name.</summary>
+    /// <remarks>When <paramref name="states"/> is given, it receives the hidden state rows of every step.</remarks>
+    private Tensor Read(PackedNames batch, Input input, int layer, int direction, Dropout? dropout, List<Tensor>? states) => _config.Cell switch
+    {
+        Cells.Rnn => Elman(batch, input, W(layer, direction, 0), W(layer, direction, 1), W(layer, direction, 2), dropout, states),
+        Cells.Gru => Gru(batch, input, W(layer, direction, 0), W(layer, direction, 1), W(layer, direction, 2), W(layer, direction, 3), dropout, states),
+        Cells.Lstm => Lstm(batch, input, W(layer, direction, 0), W(layer, direction, 1), W(layer, direction, 2), W(layer, direction, 3), dropout, states),
         _ => throw new InvalidOperationException($"unknown cell '{_config.Cell}'"),
     };
 
     /// <summary>s_t = tanh(U x_t + W s_{t-1} + b), s_0 = 0.</summary>
-    private Tensor Elman(PackedNames batch, Tensor tokens, int direction, Dropout? dropout)
+    private Tensor Elman(PackedNames batch, Input input, Tensor u, Tensor w, Tensor b, Dropout? dropout, List<Tensor>? states)
     {
-        var (u, w, b) = (W(direction, 0), W(direction, 1), W(direction, 2));
-        var inputs = Add(Project(u, tokens, dropout), b);
+        var inputs = Add(Project(u, input, dropout), b);
         var wt = w.t();
-        return Unroll(batch, inputs, (x, state, n) =>
+        return Unroll(batch, inputs, states, (x, state, n) =>
         {
             var h = state is null ? torch.tanh(x) : torch.tanh(torch.addmm(x, state[0], wt, 1, 1));
             return [h];
@@ -97,12 +184,11 @@ public sealed class NameClassifier : nn.Module<PackedNames, Tensor>
     }
 
     /// <summary>PyTorch's GRU: r, z gates; n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)); h' = (1 − z) ⊙ n + z ⊙ h.</summary>
-    private Tensor Gru(PackedNames batch, Tensor tokens, int direction, Dropout? dropout)
+    private Tensor Gru(PackedNames batch, Input input, Tensor wih, Tensor whh, Tensor bih, Tensor bhh, Dropout? dropout, List<Tensor>? states)
     {
-        var (wih, whh, bih, bhh) = (W(direction, 0), W(direction, 1), W(direction, 2), W(direction, 3));
-        var inputs = Add(Project(wih, tokens, dropout), bih);
+        var inputs = Add(Project(wih, input, dropout), bih);
         var whht = whh.t();
-        return Unroll(batch, inputs, (x, state, n) =>
+        return Unroll(batch, inputs, states, (x, state, n) =>
         {
             var xs = x.chunk(3, 1);
             if (state is null)
@@ -123,12 +209,11 @@ public sealed class NameClassifier : nn.Module<PackedNames, Tensor>
     }
 
     /// <summary>PyTorch's LSTM: i, f, g, o gates; c' = f ⊙ c + i ⊙ g; h' = o ⊙ tanh(c').</summary>
-    private Tensor Lstm(PackedNames batch, Tensor tokens, int direction, Dropout? dropout)
+    private Tensor Lstm(PackedNames batch, Input input, Tensor wih, Tensor whh, Tensor bih, Tensor bhh, Dropout? dropout, List<Tensor>? states)
     {
-        var (wih, whh, bih, bhh) = (W(direction, 0), W(direction, 1), W(direction, 2), W(direction, 3));
-        var inputs = Add(Add(Project(wih, tokens, dropout), bih), bhh);
+        var inputs = Add(Add(Project(wih, input, dropout), bih), bhh);
         var whht = whh.t();
-        return Unroll(batch, inputs, (x, state, n) =>
+        return Unroll(batch, inputs, states, (x, state, n) =>
         {
             var gates = state is null ? x : torch.addmm(x, state[0], whht, 1, 1);
             var g = gates.chunk(4, 1);
@@ -144,11 +229,12 @@ public sealed class NameClassifier : nn.Module<PackedNames, Tensor>
     /// <summary>
     /// Runs a cell over the packed batch. <paramref name="step"/> gets the input rows of step t, the
     /// previous state cut to the names still running (null at t = 0) and their number; element 0 of
-    /// the state is the hidden state. Names that end are collected in sorted order. The inputs are
-    /// cut into steps, and a state into running and finished rows, by one split each: a narrow per
-    /// use would make its backward pass add a zero-padded copy of the whole tensor per step.
+    /// the state is the hidden state. Names that end are collected in sorted order;
+    /// <paramref name="states"/>, when given, receives the hidden state rows of every step. The
+    /// inputs are cut into steps, and a state into running and finished rows, by one split each: a
+    /// narrow per use would make its backward pass add a zero-padded copy of the whole tensor per step.
     /// </summary>
-    private static Tensor Unroll(PackedNames batch, Tensor inputs, Func<Tensor, Tensor[]?, int, Tensor[]> step)
+    private static Tensor Unroll(PackedNames batch, Tensor inputs, List<Tensor>? states, Func<Tensor, Tensor[]?, int, Tensor[]> step)
     {
         var sizes = batch.BatchSizes;
         var perStep = inputs.split(sizes.Select(n => (long)n).ToArray(), 0);
@@ -165,6 +251,7 @@ public sealed class NameClassifier : nn.Module<PackedNames, Tensor>
                 state = [hidden[0], .. state.Skip(1).Select(s => s.split(cut, 0)[0])];
             }
             state = step(perStep[t], state, n);
+            states?.Add(state[0]);
         }
         finished.Add(state![0]);
         finished.Reverse();

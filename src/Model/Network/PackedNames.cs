@@ -15,14 +15,23 @@ public sealed class PackedNames
     public long[] ReversedTokens { get; }
 
     public int[] BatchSizes { get; }
+
+    /// <summary>
+    /// MirrorIndex[k] is the packed index of the same name's letter at the mirrored position: for
+    /// packed index k = (step t, name i), the index of (step length_i − 1 − t, name i). It maps rows
+    /// computed over <see cref="ReversedTokens"/> to reading order and back.
+    /// </summary>
+    public long[] MirrorIndex { get; }
+
     public int Count => Order.Length;
 
-    private PackedNames(int[] order, long[] tokens, long[] reversedTokens, int[] batchSizes)
+    private PackedNames(int[] order, long[] tokens, long[] reversedTokens, int[] batchSizes, long[] mirrorIndex)
     {
         Order = order;
         Tokens = tokens;
         ReversedTokens = reversedTokens;
         BatchSizes = batchSizes;
+        MirrorIndex = mirrorIndex;
     }
 
     public static PackedNames Pack(IReadOnlyList<int[]> encoded)
@@ -42,14 +51,18 @@ public sealed class PackedNames
         }
         var tokens = new long[total];
         var reversed = new long[total];
+        var mirror = new long[total];
+        var offsets = new int[longest];
+        for (var t = 1; t < longest; t++) offsets[t] = offsets[t - 1] + batchSizes[t - 1];
         var k = 0;
         for (var t = 0; t < longest; t++)
             for (var i = 0; i < batchSizes[t]; i++)
             {
                 var name = encoded[order[i]];
                 tokens[k] = name[t];
+                mirror[k] = offsets[name.Length - 1 - t] + i;
                 reversed[k++] = name[name.Length - 1 - t];
             }
-        return new PackedNames(order, tokens, reversed, batchSizes);
+        return new PackedNames(order, tokens, reversed, batchSizes, mirror);
     }
 }

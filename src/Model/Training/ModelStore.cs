@@ -31,7 +31,9 @@ public static class ModelStore
         [property: JsonPropertyName("labels")] IReadOnlyList<string> Labels,
         [property: JsonPropertyName("parameter_shapes")] IReadOnlyDictionary<string, long[]> ParameterShapes,
         [property: JsonPropertyName("parameters_file")] string ParametersFile,
-        [property: JsonPropertyName("parameters_sha256")] string ParametersSha256);
+        [property: JsonPropertyName("parameters_sha256")] string ParametersSha256,
+        [property: JsonPropertyName("pooling")] string? Pooling = null,
+        [property: JsonPropertyName("layers")] int? Layers = null);
 
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
 
@@ -40,7 +42,7 @@ public static class ModelStore
         Directory.CreateDirectory(directory);
         var binName = name + ".bin";
         var file = new ModelFile(FormatVersion, model.Config.Cell, model.Config.Hidden, model.Config.Inputs, model.Config.Embedding, model.Config.Bidirectional, Alphabet.Letters,
-            model.Labels, model.Config.ParameterShapes().ToDictionary(p => p.Name, p => p.Shape), binName, Sha256(model.Parameters));
+            model.Labels, model.Config.ParameterShapes().ToDictionary(p => p.Name, p => p.Shape), binName, Sha256(model.Parameters), model.Config.Pooling, model.Config.Layers);
         AtomicFile.Write(Path.Combine(directory, binName), ToBytes(model.Parameters));
         AtomicFile.Write(Path.Combine(directory, name + ".json"), JsonSerializer.SerializeToUtf8Bytes(file, Json));
     }
@@ -64,9 +66,11 @@ public static class ModelStore
             throw new DataException($"{jsonPath}: model format {file.Format}, this program reads format {FormatVersion}");
         if (file.Alphabet != Alphabet.Letters)
             throw new DataException($"{jsonPath}: the model was trained on another alphabet");
-        if (!Cells.All.Contains(file.Cell) || file.Hidden <= 0 || file.Embedding < 0 || file.Labels is null || file.Labels.Count < 2)
-            throw new DataException($"{jsonPath}: invalid model configuration (cell '{file.Cell}', hidden {file.Hidden})");
-        var config = new ModelConfig(file.Cell, file.Hidden, file.Labels.Count, file.Inputs, file.Embedding, file.Bidirectional);
+        var pooling = file.Pooling ?? Poolings.Last;
+        var layers = file.Layers ?? 1;
+        if (!Cells.All.Contains(file.Cell) || file.Hidden <= 0 || file.Embedding < 0 || file.Labels is null || file.Labels.Count < 2 || !Poolings.All.Contains(pooling) || layers < 1)
+            throw new DataException($"{jsonPath}: invalid model configuration (cell '{file.Cell}', hidden {file.Hidden}, pooling '{pooling}', layers {layers})");
+        var config = new ModelConfig(file.Cell, file.Hidden, file.Labels.Count, file.Inputs, file.Embedding, file.Bidirectional, pooling, layers);
         var binPath = Path.Combine(directory, Path.GetFileName(file.ParametersFile));
         if (!File.Exists(binPath)) throw new DataException($"{binPath}: missing parameters file of the model in '{directory}'");
         var bytes = File.ReadAllBytes(binPath);

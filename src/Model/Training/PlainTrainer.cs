@@ -11,7 +11,7 @@ public static class PlainTrainer
 {
     public static float[] Train(TrainingRun run, float[]? classWeights, Action<StepOutcome>? onStep = null)
     {
-        using var engine = new GradientEngine(run.Config, classWeights, run.Options.Dropout);
+        using var engine = new GradientEngine(run.Config, classWeights, run.Options.Dropout, run.Options.LabelSmoothing);
         while (!run.Finished)
         {
             engine.LoadParameters(run.ParametersVersion, run.Parameters);

@@ -15,6 +15,10 @@ public sealed record TrainingOptions
     public int Embedding { get; init; }
     /// <summary>A second cell reads each name backwards.</summary>
     public bool Bidirectional { get; init; }
+    /// <summary>What the output layer reads (<see cref="Poolings"/>): the last state, or also the mean and maximum of the states over the letters.</summary>
+    public string Pooling { get; init; } = Poolings.Last;
+    /// <summary>Stacked cells; each layer above the first reads the states of the one below.</summary>
+    public int Layers { get; init; } = 1;
     public string Optimizer { get; init; } = Optimizers.Adam;
     public double LearningRate { get; init; } = 2e-3;
     public double Momentum { get; init; } = 0.9;
@@ -28,6 +32,8 @@ public sealed record TrainingOptions
     public long Seed { get; init; } = 1;
     /// <summary>Dropout rate on the input projections and on the last state before the output layer; 0 = none.</summary>
     public double Dropout { get; init; }
+    /// <summary>Label smoothing of the loss: the target puts this much probability evenly on all classes; 0 = one-hot targets.</summary>
+    public double LabelSmoothing { get; init; }
     /// <summary>Decay of the moving average of the parameters that is evaluated and kept; 0 keeps the raw parameters.</summary>
     public double AverageDecay { get; init; }
 }

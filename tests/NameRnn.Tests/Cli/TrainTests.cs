@@ -37,7 +37,7 @@ public class TrainTests
         var options = settings.ToTrainingOptions();
         var data = NamesData.Load(TestData.NamesFolder);
         var train = TrainCommand.Subset(data.SplitOf(Split.Train), settings.MaxNames);
-        var config = ModelConfig.Create(options.Cell, options.Hidden, data.Labels.Count, options.Embedding, options.Bidirectional);
+        var config = ModelConfig.Create(options.Cell, options.Hidden, data.Labels.Count, options.Embedding, options.Bidirectional, options.Pooling, options.Layers);
         var run = new TrainingRun(options, config, train, ParameterInit.Create(config, options.Seed));
         var plain = PlainTrainer.Train(run, TrainingRun.ClassWeights(train, config.Classes, options.ClassWeightPower));
         Assert.Equal(hashes[0], ModelStore.Sha256(plain));
@@ -89,6 +89,38 @@ public class TrainTests
         Assert.Equal(test.Count, answers.Count);
         var correct = answers.Zip(test).Count(x => x.First.GetProperty("predictions")[0].GetProperty("language").GetString() == data.Labels[x.Second.Label]);
         Assert.Equal(testAccuracy, (double)correct / test.Count, 12);
+    }
+
+    [Fact]
+    public async Task A_pooled_two_layer_model_trains_the_same_bits_on_any_worker_count_and_evaluates_from_its_folder()
+    {
+        var root = TestData.TempFolder();
+        string[] shape = ["--cell", "gru", "--hidden", "12", "--embedding", "8", "--pooling", "last-mean-max", "--layers", "2", "--label-smoothing", "0.1"];
+        var one = await TrainAsync(Path.Combine(root, "one"), [.. shape, "--workers", "1"]);
+        var three = await TrainAsync(Path.Combine(root, "three"), [.. shape, "--workers", "3"]);
+        Assert.Equal(one.GetProperty("parameters_sha256").GetString(), three.GetProperty("parameters_sha256").GetString());
+
+        var dir = Path.Combine(root, "one");
+        var saved = ModelStore.Load(dir);
+        Assert.Equal((Poolings.LastMeanMax, 2, true), (saved.Config.Pooling, saved.Config.Layers, saved.Config.Bidirectional));
+        var evaluate = await CliRunner.RunAsync("evaluate", "--model", dir, "--data", TestData.NamesFolder, "--json");
+        Assert.True(evaluate.ExitCode == 0, evaluate.Error);
+        Assert.Equal(one.GetProperty("test_accuracy").GetDouble(), JsonDocument.Parse(evaluate.Out).RootElement.GetProperty("accuracy").GetDouble(), 12);
+    }
+
+    [Fact]
+    public async Task A_model_description_without_pooling_and_layers_loads_as_last_state_and_one_layer()
+    {
+        var dir = Path.Combine(TestData.TempFolder(), "model");
+        await TrainAsync(dir, "--workers", "1");
+        var path = Path.Combine(dir, "model.json");
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))!.AsObject();
+        Assert.Equal("last", json["pooling"]!.GetValue<string>());
+        json.Remove("pooling");
+        json.Remove("layers");
+        File.WriteAllText(path, json.ToJsonString());
+        var saved = ModelStore.Load(dir);
+        Assert.Equal((Poolings.Last, 1), (saved.Config.Pooling, saved.Config.Layers));
     }
 
     [Fact]

@@ -46,12 +46,12 @@ public sealed class SerializerTests : IDisposable
     [Property]
     public void The_small_messages_round_trip(NonNull<string> a, NonNull<string> b, NonNull<string> c, int n, int m, long step, float[]? weights)
     {
-        var spec = new ModelSpec(Text(a), n, m, n ^ m, m - n, step % 2 == 0, Text(b));
+        var spec = new ModelSpec(Text(a), n, m, n ^ m, m - n, step % 2 == 0, Text(c), n - 2 * m, Text(b));
         object[] messages =
         [
             spec,
             new RegisterWorker(n, Text(a), Text(b), Text(c)),
-            new WorkerAccepted(Text(c), spec, weights, step / 3.0),
+            new WorkerAccepted(Text(c), spec, weights, step / 3.0, m / 7.0),
             new WorkerRefused(Text(a)),
             new GradientsFailed(Text(a), step, n, Text(b)),
             new ParametersMissing(Text(b), step, m, step ^ n),
@@ -63,7 +63,7 @@ public sealed class SerializerTests : IDisposable
             if (message is WorkerAccepted accepted)
             {
                 var other = (WorkerAccepted)back;
-                Assert.Equal((accepted.RunId, accepted.Model, accepted.Dropout), (other.RunId, other.Model, other.Dropout));
+                Assert.Equal((accepted.RunId, accepted.Model, accepted.Dropout, accepted.LabelSmoothing), (other.RunId, other.Model, other.Dropout, other.LabelSmoothing));
                 AssertSameFloats(accepted.ClassWeights, other.ClassWeights);
             }
             else

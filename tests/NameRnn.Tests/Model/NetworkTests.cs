@@ -18,9 +18,17 @@ public class NetworkTests
     [InlineData("rnn", 16, 0, true)]
     [InlineData("gru", 16, 8, true)]
     [InlineData("lstm", 16, 0, true)]
-    public void Batched_forward_equals_a_one_name_at_a_time_forward(string cell, int hidden, int embedding, bool bidirectional = false)
+    [InlineData("rnn", 16, 0, false, Poolings.LastMeanMax)]
+    [InlineData("gru", 16, 8, true, Poolings.LastMeanMax)]
+    [InlineData("gru", 16, 0, false, Poolings.LastMeanMax)]
+    [InlineData("lstm", 16, 8, true, Poolings.LastMeanMax)]
+    [InlineData("gru", 16, 8, true, Poolings.Last, 2)]
+    [InlineData("gru", 12, 0, true, Poolings.LastMeanMax, 3)]
+    [InlineData("lstm", 16, 8, false, Poolings.LastMeanMax, 2)]
+    [InlineData("rnn", 16, 0, true, Poolings.Last, 2)]
+    public void Batched_forward_equals_a_one_name_at_a_time_forward(string cell, int hidden, int embedding, bool bidirectional = false, string pooling = Poolings.Last, int layers = 1)
     {
-        var config = ModelConfig.Create(cell, hidden, 18, embedding, bidirectional);
+        var config = ModelConfig.Create(cell, hidden, 18, embedding, bidirectional, pooling, layers);
         var parameters = ParameterInit.Create(config, seed: 7);
         var module = new NameClassifier(config);
         ParameterIo.Load(module, parameters);
@@ -43,14 +51,20 @@ public class NetworkTests
     [InlineData("lstm", 0)]
     [InlineData("gru", 4)]
     [InlineData("lstm", 3, true)]
-    public void Gradients_agree_with_finite_differences(string cell, int embedding, bool bidirectional = false)
+    [InlineData("gru", 4, true, Poolings.LastMeanMax)]
+    [InlineData("lstm", 0, false, Poolings.LastMeanMax)]
+    [InlineData("gru", 4, true, Poolings.Last, 0.2)]
+    [InlineData("rnn", 0, false, Poolings.LastMeanMax, 0.1)]
+    [InlineData("gru", 4, true, Poolings.LastMeanMax, 0.1, 2)]
+    [InlineData("lstm", 0, true, Poolings.Last, 0, 2)]
+    public void Gradients_agree_with_finite_differences(string cell, int embedding, bool bidirectional = false, string pooling = Poolings.Last, double smoothing = 0, int layers = 1)
     {
-        var config = ModelConfig.Create(cell, 6, 5, embedding, bidirectional);
+        var config = ModelConfig.Create(cell, 6, 5, embedding, bidirectional, pooling, layers);
         var parameters = ParameterInit.Create(config, seed: 3);
         var labels = new[] { 0, 4, 2, 1, 3, 2, 0, 1, 4 };
         var weights = new float[] { 1f, 2f, 0.5f, 1.5f, 1f };
 
-        using var engine = new GradientEngine(config, weights);
+        using var engine = new GradientEngine(config, weights, labelSmoothing: smoothing);
         engine.LoadParameters(0, parameters);
         var analytic = engine.Compute(Names, labels);
 
@@ -64,15 +78,18 @@ public class NetworkTests
             var minus = (double[])values.Clone();
             plus[i] += eps;
             minus[i] -= eps;
-            var numeric = (LossInDouble(config, plus, labels, weights) - LossInDouble(config, minus, labels, weights)) / (2 * eps);
+            var numeric = (LossInDouble(config, plus, labels, weights, smoothing) - LossInDouble(config, minus, labels, weights, smoothing)) / (2 * eps);
             Assert.True(Math.Abs(numeric - analytic.Gradients[i]) <= 1e-4 + 1e-3 * Math.Abs(numeric),
                 $"{cell} parameter {i}: autograd {analytic.Gradients[i]}, finite difference {numeric}");
         }
-        Assert.Equal(LossInDouble(config, values, labels, weights), analytic.LossSum, 3);
+        Assert.Equal(LossInDouble(config, values, labels, weights, smoothing), analytic.LossSum, 3);
     }
 
-    /// <summary>The weighted cross-entropy sum of the batch, computed in float64 with the same module.</summary>
-    private static double LossInDouble(ModelConfig config, double[] values, int[] labels, float[] weights)
+    /// <summary>
+    /// The weighted cross-entropy sum of the batch, computed in float64 with the same module; with
+    /// label smoothing ε the target is 1 − ε on the label plus ε / classes on every class.
+    /// </summary>
+    private static double LossInDouble(ModelConfig config, double[] values, int[] labels, float[] weights, double smoothing)
     {
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
@@ -91,7 +108,8 @@ public class NetworkTests
         for (var row = 0; row < Names.Length; row++)
         {
             var label = labels[packed.Order[row]];
-            total -= weights[label] * logProbabilities[row * config.Classes + label];
+            var target = Enumerable.Range(0, config.Classes).Select(c => smoothing / config.Classes + (c == label ? 1 - smoothing : 0));
+            total -= weights[label] * target.Select((q, c) => q * logProbabilities[row * config.Classes + c]).Sum();
         }
         return total;
     }

@@ -13,26 +13,54 @@ public static class ReferenceNetwork
     public static double[] Logits(ModelConfig config, float[] flat, string name)
     {
         var p = Unflatten(config, flat);
-        var letters = Alphabet.Encode(name);
-        var state = LastState(config, p, letters, "");
-        if (config.Bidirectional)
-            state = [.. state, .. LastState(config, p, letters.Reverse().ToArray(), "_reverse")];
-        return Add(MatVec(p["V"], state), p["c"][0]);
-    }
-
-    private static double[] LastState(ModelConfig config, Dictionary<string, double[][]> all, int[] letters, string suffix)
-    {
-        var p = all.Where(kv => !kv.Key.EndsWith("_reverse", StringComparison.Ordinal)).ToDictionary(kv => kv.Key, kv => kv.Value);
-        foreach (var key in all.Keys.Where(k => suffix.Length > 0 && k.EndsWith(suffix, StringComparison.Ordinal)))
-            p[key[..^suffix.Length]] = all[key];
-        var h = config.Hidden;
-        var state = new double[h];
-        var cell = new double[h];
-        foreach (var letter in letters)
+        // The first layer's inputs: explicit one-hot vectors, or their product with the embedding.
+        var inputs = Alphabet.Encode(name).Select(letter =>
         {
             var oneHot = new double[config.Inputs];
             oneHot[letter] = 1;
-            var x = config.Embedding > 0 ? MatVec(p["E"], oneHot) : oneHot;
+            return config.Embedding > 0 ? MatVec(p["E"], oneHot) : oneHot;
+        }).ToList();
+        for (var layer = 0; ; layer++)
+        {
+            var suffix = layer == 0 ? "" : $"_l{layer}";
+            var forwards = States(config, p, inputs, suffix);
+            var backwards = config.Bidirectional ? States(config, p, Enumerable.Reverse(inputs).ToList(), suffix + "_reverse") : null;
+            if (layer == config.Layers - 1)
+            {
+                var features = Features(config, forwards);
+                if (backwards is not null) features = [.. features, .. Features(config, backwards)];
+                return Add(MatVec(p["V"], features), p["c"][0]);
+            }
+            // The next layer reads, at position i, the forward state after letter i and the backward
+            // state after reading back to letter i.
+            inputs = Enumerable.Range(0, inputs.Count)
+                .Select(i => backwards is null ? forwards[i] : [.. forwards[i], .. backwards[inputs.Count - 1 - i]])
+                .ToList();
+        }
+    }
+
+    /// <summary>The last state, or the last state followed by the element-wise mean and maximum of all the states.</summary>
+    private static double[] Features(ModelConfig config, List<double[]> states)
+    {
+        if (config.Pooling == Poolings.Last) return states[^1];
+        var h = config.Hidden;
+        var mean = Enumerable.Range(0, h).Select(i => states.Average(s => s[i])).ToArray();
+        var max = Enumerable.Range(0, h).Select(i => states.Max(s => s[i])).ToArray();
+        return [.. states[^1], .. mean, .. max];
+    }
+
+    /// <summary>The hidden state after every letter, in reading order.</summary>
+    private static List<double[]> States(ModelConfig config, Dictionary<string, double[][]> all, List<double[]> inputs, string suffix)
+    {
+        var p = new Dictionary<string, double[][]>();
+        foreach (var key in new[] { "U", "W", "b", "W_ih", "W_hh", "b_ih", "b_hh" }.Where(k => all.ContainsKey(k + suffix)))
+            p[key] = all[key + suffix];
+        var h = config.Hidden;
+        var state = new double[h];
+        var cell = new double[h];
+        var states = new List<double[]>();
+        foreach (var x in inputs)
+        {
             switch (config.Cell)
             {
                 case Cells.Rnn:
@@ -74,8 +102,9 @@ public static class ReferenceNetwork
                     break;
                 }
             }
+            states.Add(state);
         }
-        return state;
+        return states;
     }
 
     private static Dictionary<string, double[][]> Unflatten(ModelConfig config, float[] flat)
