@@ -75,6 +75,16 @@ public sealed class NodeProcess : IDisposable
         throw new TimeoutException($"no such line from {_process.StartInfo.FileName} within {timeout}; its output:{Environment.NewLine}{Output}");
     }
 
+    /// <summary>Sends SIGTERM, as docker stop, Kubernetes or kill would.</summary>
+    public void Terminate()
+    {
+        if (!_process.HasExited && kill(_process.Id, 15) != 0)
+            throw new InvalidOperationException($"kill -TERM {_process.Id} failed: errno {System.Runtime.InteropServices.Marshal.GetLastPInvokeError()}");
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
+    private static extern int kill(int pid, int signal);
+
     public void Kill()
     {
         if (!_process.HasExited) _process.Kill(entireProcessTree: true);

@@ -83,6 +83,14 @@ public static class App
         {
             return Error(stderr, e.Message, 2);
         }
+        catch (InterruptedException e)
+        {
+            return Error(stderr, e.Message, Interrupted);
+        }
+        catch (OperationCanceledException) when (cancellation.IsCancellationRequested)
+        {
+            return Error(stderr, "interrupted", Interrupted);
+        }
         catch (Exception e) when (e is DataException or TrainingException or IOException or UnauthorizedAccessException)
         {
             if (verbose) stderr.WriteLine(e);
@@ -93,6 +101,9 @@ public static class App
             return Error(stderr, $"{e.GetType().Name}: {e.Message} (run with --verbose for details)", 1);
         }
     }
+
+    /// <summary>The exit code of a command stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).</summary>
+    public const int Interrupted = 130;
 
     private static int Error(TextWriter stderr, string message, int code)
     {

@@ -48,6 +48,12 @@ public static class TrainCommand
             runLog.Information("Run {RunId} in {RunDirectory}", runId, outDir);
             return await TrainAsync(settings, options, config, checkpoint, outDir, stdout, stderr, bar, runLog, wall, cancellation);
         }
+        catch (OperationCanceledException) when (cancellation.IsCancellationRequested)
+        {
+            var resume = CheckpointStore.List(outDir).Count > 0 ? $"; continue it from its last checkpoint with: train --resume {outDir}" : "";
+            runLog.ForContext(NodeLogging.FileOnly, true).Warning("Run {RunId} interrupted", runId);
+            throw new InterruptedException($"interrupted{resume}");
+        }
         catch (Exception e) when (e is not OperationCanceledException)
         {
             runLog.ForContext(NodeLogging.FileOnly, true).Error(e, "Run {RunId} failed: {Reason}", runId, e.Message);
@@ -252,3 +258,6 @@ public static class TrainCommand
 
 /// <summary>The run could not finish; the message says why.</summary>
 public sealed class TrainingException(string message) : Exception(message);
+
+/// <summary>The user stopped the command (Ctrl-C, SIGTERM); the message says what is kept.</summary>
+public sealed class InterruptedException(string message) : Exception(message);

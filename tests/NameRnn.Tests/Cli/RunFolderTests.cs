@@ -144,6 +144,37 @@ public class RunFolderTests
     }
 }
 
+/// <summary>SIGTERM (docker stop, the end of a Kubernetes pod) stops a run in order, and it resumes exactly.</summary>
+public class TerminateTests
+{
+    [Fact]
+    public async Task A_terminated_run_says_how_to_resume_and_the_resumed_run_ends_with_the_same_bits()
+    {
+        string[] options = ["--data", TestData.NamesFolder, "--max-names", "3000", "--epochs", "20", "--workers", "1"];
+        var root = TestData.TempFolder();
+        var whole = Path.Combine(root, "whole");
+        var plain = await CliRunner.RunAsync(["train", "--out", whole, .. options]);
+        Assert.True(plain.ExitCode == 0, plain.Error);
+
+        var stopped = Path.Combine(root, "stopped");
+        using (var process = NodeProcess.Start(NodeProcess.Coordinator, ["train", "--out", stopped, .. options]))
+        {
+            await process.WaitForLineAsync(l => l.Contains("Epoch 2/20"), TimeSpan.FromMinutes(2));
+            process.Terminate();
+            Assert.Equal(130, await process.WaitForExitAsync(TimeSpan.FromMinutes(1)));
+            Assert.Contains($"train --resume {stopped}", process.Output);
+        }
+        Assert.False(File.Exists(Path.Combine(stopped, "summary.json")));
+
+        var resumed = await CliRunner.RunAsync("train", "--resume", stopped);
+        Assert.True(resumed.ExitCode == 0, resumed.Error);
+        Assert.Equal(Sha(whole), Sha(stopped));
+    }
+
+    private static string Sha(string run) =>
+        JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "summary.json"))).RootElement.GetProperty("parameters_sha256").GetString()!;
+}
+
 /// <summary>Reads a TensorBoard event file independently of any writer: TFRecord framing with masked CRC-32C, and the Event protobuf.</summary>
 public static class TensorBoardFile
 {
