@@ -132,7 +132,7 @@ public static class TrainCommand
 
         log.Information("Run {RunId} done: test accuracy {TestAccuracy:F4}, macro-F1 {TestMacroF1:F4}", config.RunId, result.Test.Accuracy, result.Test.MacroF1);
         stdout.WriteLine($"test accuracy {result.Test.Accuracy:F4}, macro-F1 {result.Test.MacroF1:F4} (best epoch {result.BestEpoch} of {options.Epochs}, validation accuracy {result.BestValidation.Accuracy:F4})");
-        stdout.WriteLine($"{result.TrainNamesPerSecond:F0} names/s with {result.WorkersSeen} workers; {wall.Elapsed.TotalSeconds:F1} s in all; run folder {outDir}");
+        stdout.WriteLine($"{result.TrainNamesPerSecond:F0} names/s with {result.WorkersSeen} worker{(result.WorkersSeen == 1 ? "" : "s")}; {wall.Elapsed.TotalSeconds:F1} s in all; run folder {outDir}");
         return 0;
     }
 
