@@ -78,7 +78,7 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
     {
         Timers.Cancel(RegisterTimer);
         if (accepted.RunId == _runId && _engine is not null) return;
-        var config = new ModelConfig(accepted.Model.Cell, accepted.Model.Hidden, accepted.Model.Classes, accepted.Model.Inputs, accepted.Model.Embedding, accepted.Model.Bidirectional, accepted.Model.Pooling, accepted.Model.Layers);
+        var config = accepted.Model.ToConfig();
         if (config.Hash() != accepted.Model.Hash)
         {
             _log.Error("Worker {Worker} cannot build model {ModelHash}: this build computes {LocalHash} for it", _workerId, accepted.Model.Hash, config.Hash());

@@ -91,35 +91,17 @@ public static class BenchCommand
         var toGoal = await Actors(new TrainSettings().ToTrainingOptions(), data, train, Environment.ProcessorCount, null, quiet, workerPeaks, cancellation, stopAt: 0.80);
         var secondsTo080 = toGoal.ReachedGoal ? clock.Elapsed.TotalSeconds : (double?)null;
 
-        var b64 = results[64];
-        var b256 = results[256];
-        var report = new Dictionary<string, object?>
-        {
-            ["no_actor_names_per_second"] = b64.NoActorNamesPerSecond,
-            ["local_1_names_per_second"] = b64.Local1NamesPerSecond,
-            ["local_2_names_per_second"] = b64.Local2NamesPerSecond,
-            ["cluster_2_names_per_second"] = b64.Cluster2NamesPerSecond,
-            ["local_2_seconds_per_step"] = b64.Local2SecondsPerStep,
-            ["cluster_2_seconds_per_step"] = b64.Cluster2SecondsPerStep,
-            ["batch_256"] = new Dictionary<string, object?>
-            {
-                ["no_actor_names_per_second"] = b256.NoActorNamesPerSecond,
-                ["local_1_names_per_second"] = b256.Local1NamesPerSecond,
-                ["local_2_names_per_second"] = b256.Local2NamesPerSecond,
-                ["cluster_2_names_per_second"] = b256.Cluster2NamesPerSecond,
-                ["local_2_seconds_per_step"] = b256.Local2SecondsPerStep,
-                ["cluster_2_seconds_per_step"] = b256.Cluster2SecondsPerStep,
-            },
-            ["seconds_to_080_test_accuracy"] = secondsTo080,
-            ["epochs_to_080_test_accuracy"] = toGoal.Epochs,
-            ["coordinator_peak_rss_mb"] = PeakRssMegabytes(Environment.ProcessId),
-            ["worker_peak_rss_mb"] = workerPeaks.Count == 0 ? null : workerPeaks.Max() / 1024.0 / 1024.0,
-            ["epochs_per_measurement"] = settings.Epochs,
-            ["warm_up_epochs"] = WarmUpEpochs,
-            ["rounds"] = settings.Rounds,
-            ["train_names"] = train.Count,
-            ["processors"] = Environment.ProcessorCount,
-        };
+        var report = Figures(results[64]);
+        report["batch_256"] = Figures(results[256]);
+        report["seconds_to_080_test_accuracy"] = secondsTo080;
+        report["epochs_to_080_test_accuracy"] = toGoal.Epochs;
+        report["coordinator_peak_rss_mb"] = PeakRssMegabytes(Environment.ProcessId);
+        report["worker_peak_rss_mb"] = workerPeaks.Count == 0 ? null : workerPeaks.Max() / 1024.0 / 1024.0;
+        report["epochs_per_measurement"] = settings.Epochs;
+        report["warm_up_epochs"] = WarmUpEpochs;
+        report["rounds"] = settings.Rounds;
+        report["train_names"] = train.Count;
+        report["processors"] = Environment.ProcessorCount;
         if (settings.Json)
         {
             stdout.WriteLine(JsonSerializer.Serialize(report, Json.Indented));
@@ -136,11 +118,22 @@ public static class BenchCommand
         return 0;
     }
 
+    /// <summary>One global batch's figures, under the names <c>--json</c> prints.</summary>
+    private static Dictionary<string, object?> Figures(Throughput t) => new()
+    {
+        ["no_actor_names_per_second"] = t.NoActorNamesPerSecond,
+        ["local_1_names_per_second"] = t.Local1NamesPerSecond,
+        ["local_2_names_per_second"] = t.Local2NamesPerSecond,
+        ["cluster_2_names_per_second"] = t.Cluster2NamesPerSecond,
+        ["local_2_seconds_per_step"] = t.Local2SecondsPerStep,
+        ["cluster_2_seconds_per_step"] = t.Cluster2SecondsPerStep,
+    };
+
     /// <summary>The floor: one process, no actors, all cores for TorchSharp, one micro-batch per step.</summary>
     private static ActorRun NoActor(TrainingOptions options, NamesData data, IReadOnlyList<LabelledName> train)
     {
         torch.set_num_threads(Environment.ProcessorCount);
-        var config = ModelConfig.Create(options.Cell, options.Hidden, data.Labels.Count, options.Embedding, options.Bidirectional, options.Pooling, options.Layers);
+        var config = options.Model(data.Labels.Count);
         var run = new TrainingRun(options with { MicroBatch = options.BatchSize }, config, train, ParameterInit.Create(config, options.Seed));
         var rates = new List<double>();
         var clock = Stopwatch.StartNew();
@@ -152,8 +145,11 @@ public static class BenchCommand
         });
         torch.set_num_threads(1);
         var rate = MeasuredRate(rates);
-        return new ActorRun(rate, train.Count / rate / Math.Ceiling((double)train.Count / options.BatchSize), false, rates.Count);
+        return new ActorRun(rate, SecondsPerStep(rate, train.Count, options.BatchSize), false, rates.Count);
     }
+
+    /// <summary>The seconds of an optimizer step at <paramref name="namesPerSecond"/>: an epoch's time over its steps (the last one may be short).</summary>
+    private static double SecondsPerStep(double namesPerSecond, int names, int batchSize) => names / namesPerSecond / Math.Ceiling((double)names / batchSize);
 
     /// <summary>The median names/s of the epochs after the warm-up: robust to a stall of the shared machine in one epoch.</summary>
     private static double MeasuredRate(IReadOnlyList<double> epochRates)
@@ -170,7 +166,7 @@ public static class BenchCommand
         int localWorkers, int? clusterWorkers, ILogger log, List<long> workerPeaks, CancellationToken cancellation, double? stopAt = null)
     {
         torch.set_num_threads(1);
-        var config = ModelConfig.Create(options.Cell, options.Hidden, data.Labels.Count, options.Embedding, options.Bidirectional, options.Pooling, options.Layers);
+        var config = options.Model(data.Labels.Count);
         var plan = new TrainingPlan("bench", options, config, data.Labels, train, data.SplitOf(Split.Validation), data.SplitOf(Split.Test),
             clusterWorkers ?? localWorkers) { StopAtTestAccuracy = stopAt };
         var workers = new List<Process>();
@@ -199,8 +195,7 @@ public static class BenchCommand
             var reached = stopAt is { } goal && result.Epochs.Any(e => e.TestAccuracy >= goal);
             if (stopAt is not null) return new ActorRun(result.TrainNamesPerSecond, 0, reached, result.Epochs.Count);
             var rate = MeasuredRate(result.Epochs.Select(e => e.NamesPerSecond).ToList());
-            var stepsPerEpoch = Math.Ceiling((double)train.Count / options.BatchSize);
-            return new ActorRun(rate, train.Count / rate / stepsPerEpoch, reached, result.Epochs.Count);
+            return new ActorRun(rate, SecondsPerStep(rate, train.Count, options.BatchSize), reached, result.Epochs.Count);
         }
         finally
         {

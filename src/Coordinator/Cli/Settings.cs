@@ -37,10 +37,10 @@ public abstract class DataSettings : CommandSettings
 /// more dropout, label smoothing and a moving average of the parameters.
 /// </summary>
 public sealed record CellDefaults(
-    int Embedding, bool Bidirectional, double Dropout, double ClassWeightPower, double AverageDecay, string Pooling, int Layers, double LabelSmoothing)
+    int Embedding, bool Bidirectional, double Dropout, double ClassWeightPower, double AverageDecay, string Pooling, double LabelSmoothing)
 {
-    private static readonly CellDefaults Elman = new(0, false, 0.1, 0.15, 0, Poolings.Last, 1, 0);
-    private static readonly CellDefaults Gated = new(64, true, 0.5, 0.1, 0.999, Poolings.LastMeanMax, 1, 0.1);
+    private static readonly CellDefaults Elman = new(0, false, 0.1, 0.15, 0, Poolings.Last, 0);
+    private static readonly CellDefaults Gated = new(64, true, 0.5, 0.1, 0.999, Poolings.LastMeanMax, 0.1);
 
     public static CellDefaults For(string cell) => cell == Cells.Rnn ? Elman : Gated;
 }
@@ -85,8 +85,8 @@ public sealed class TrainSettings : DataSettings
     [Option("--pooling", "what the output layer reads of each direction: last (the state after the last letter) or last-mean-max (that, and the mean and maximum of the states over the letters) (default: last for rnn, last-mean-max for gru and lstm)", Value = "NAME")]
     public string? Pooling { get; set; }
 
-    [Option("--layers", "stacked cells; a layer above the first reads the states of the one below, with dropout between (default: 1 for rnn, 1 for gru and lstm)", Value = "N")]
-    public int? Layers { get; set; }
+    [Option("--layers", "stacked cells; a layer above the first reads the states of the one below, with dropout between", Value = "N")]
+    public int Layers { get; set; } = Defaults.Layers;
 
     [Option("--cell", "rnn (the seed's Elman RNN), gru or lstm", Value = "CELL")]
     public string Cell { get; set; } = Defaults.Cell;
@@ -204,7 +204,7 @@ public sealed class TrainSettings : DataSettings
         if (Embedding is { } embedding) CommandLine.Range("--embedding", embedding, 0, 4096);
         CommandLine.OneOf("--cell", Cell, Cells.All);
         if (Pooling is { } pooling) CommandLine.OneOf("--pooling", pooling, Poolings.All);
-        if (Layers is { } layers) CommandLine.Range("--layers", layers, 1, 16);
+        CommandLine.Range("--layers", Layers, 1, 16);
         CommandLine.OneOf("--optimizer", Optimizer, Optimizers.All);
         if (Lr is { } lr) CommandLine.Range("--lr", lr, 1e-12, 100);
         CommandLine.Range("--momentum", Momentum, 0, 0.999999);
@@ -225,7 +225,7 @@ public sealed class TrainSettings : DataSettings
         if (Cluster) Tls.Options()?.Load().Dispose();
         CommandLine.Range("--min-workers", MinWorkers, 1, 4096);
         CommandLine.Range("--max-frame-size", MaxFrameSize, 128_000, 1 << 30);
-        var needed = NameRnnHosting.RequiredFrameSize(ModelConfig.Create(Cell, Hidden, 18, ToTrainingOptions().Embedding, ToTrainingOptions().Bidirectional, ToTrainingOptions().Pooling, ToTrainingOptions().Layers).ParameterCount, Math.Max(MicroBatch, 1));
+        var needed = NameRnnHosting.RequiredFrameSize(ToTrainingOptions().Model(18).ParameterCount, Math.Max(MicroBatch, 1));
         if (Cluster && needed > MaxFrameSize)
             throw new UsageException($"option --max-frame-size: {MaxFrameSize} bytes is too small for a {Cell} model of hidden size {Hidden}: its messages need {needed}; set --max-frame-size (on the coordinator and every worker) to at least {needed}");
     }
@@ -243,7 +243,7 @@ public sealed class TrainSettings : DataSettings
         Embedding = Embedding ?? CellDefaults.For(Cell).Embedding,
         Bidirectional = Bidirectional ?? CellDefaults.For(Cell).Bidirectional,
         Pooling = Pooling ?? CellDefaults.For(Cell).Pooling,
-        Layers = Layers ?? CellDefaults.For(Cell).Layers,
+        Layers = Layers,
         Optimizer = Optimizer,
         LearningRate = Lr ?? (Optimizer == Optimizers.Sgd ? 0.1 : Defaults.LearningRate),
         Momentum = Momentum,

@@ -89,7 +89,7 @@ public static class TrainCommand
             });
 
         torch.set_num_threads(1);
-        var model = ModelConfig.Create(options.Cell, options.Hidden, data.Labels.Count, options.Embedding, options.Bidirectional, options.Pooling, options.Layers);
+        var model = options.Model(data.Labels.Count);
         var plan = new TrainingPlan(config.RunId, options, model, data.Labels, train, validation, test,
             settings.Cluster ? settings.MinWorkers : settings.Workers, settings.MaxAttempts, settings.ClusterSecret)
         {
@@ -167,7 +167,6 @@ public static class TrainCommand
         settings.Embedding ??= resolved.Embedding;
         settings.Bidirectional ??= resolved.Bidirectional;
         settings.Pooling ??= resolved.Pooling;
-        settings.Layers ??= resolved.Layers;
         settings.Dropout ??= resolved.Dropout;
         settings.LabelSmoothing ??= resolved.LabelSmoothing;
         settings.ClassWeightPower ??= resolved.ClassWeightPower;

@@ -82,7 +82,7 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
     {
         _plan = plan;
         _recorder = recorder;
-        _spec = new ModelSpec(plan.Model.Cell, plan.Model.Hidden, plan.Model.Classes, plan.Model.Inputs, plan.Model.Embedding, plan.Model.Bidirectional, plan.Model.Pooling, plan.Model.Layers, plan.Model.Hash());
+        _spec = plan.Model.ToSpec();
         _classWeights = plan.ClassWeights();
         Receive<StartTraining>(_ => OnStart());
         Receive<RegisterWorker>(OnRegister);

@@ -36,6 +36,9 @@ public sealed record TrainingOptions
     public double LabelSmoothing { get; init; }
     /// <summary>Decay of the moving average of the parameters that is evaluated and kept; 0 keeps the raw parameters.</summary>
     public double AverageDecay { get; init; }
+
+    /// <summary>The model these options describe, for a data set of <paramref name="classes"/> languages.</summary>
+    public ModelConfig Model(int classes) => ModelConfig.Create(Cell, Hidden, classes, Embedding, Bidirectional, Pooling, Layers);
 }
 
 public static class Schedules

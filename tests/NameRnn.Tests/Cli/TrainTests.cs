@@ -37,7 +37,7 @@ public class TrainTests
         var options = settings.ToTrainingOptions();
         var data = NamesData.Load(TestData.NamesFolder);
         var train = TrainCommand.Subset(data.SplitOf(Split.Train), settings.MaxNames);
-        var config = ModelConfig.Create(options.Cell, options.Hidden, data.Labels.Count, options.Embedding, options.Bidirectional, options.Pooling, options.Layers);
+        var config = options.Model(data.Labels.Count);
         var run = new TrainingRun(options, config, train, ParameterInit.Create(config, options.Seed));
         var plain = PlainTrainer.Train(run, TrainingRun.ClassWeights(train, config.Classes, options.ClassWeightPower));
         Assert.Equal(hashes[0], ModelStore.Sha256(plain));
