@@ -6,7 +6,7 @@ public interface INameRnnMessage;
 /// <summary>The coordinator/worker protocol's version; a worker with another one is refused.</summary>
 public static class Protocol
 {
-    public const int Version = 2;
+    public const int Version = 3;
 }
 
 /// <summary>What a worker needs to build the model it computes gradients for.</summary>
@@ -28,20 +28,27 @@ public sealed record WorkerAccepted(string RunId, ModelSpec Model, float[]? Clas
 /// <summary>The coordinator will not use this worker, and says why.</summary>
 public sealed record WorkerRefused(string Reason) : INameRnnMessage;
 
+/// <summary>The names and labels of one micro-batch, and the seed of its dropout masks (so that any worker computes the same bits).</summary>
+public sealed record MicroBatchWork(string[] Names, int[] Labels, long NoiseSeed);
+
 /// <summary>
-/// Compute the summed gradient of one micro-batch at parameter version <see cref="ParametersVersion"/>.
-/// <see cref="Parameters"/> is null when the worker was already sent that version. Nobody changes the
-/// arrays after sending. <see cref="NoiseSeed"/> seeds the micro-batch's dropout masks, so that any
-/// worker computes the same bits.
+/// Compute the gradient sums of the consecutive micro-batches <see cref="MicroBatch"/>, <see cref="MicroBatch"/> + 1, …
+/// (one unit of work, <see cref="MicroBatches"/>) at parameter version <see cref="ParametersVersion"/>, and add
+/// them in the fixed pairwise order of <c>GradientTree</c>. <see cref="Parameters"/> is null when the worker was
+/// already sent that version. Nobody changes the arrays after sending.
 /// </summary>
 public sealed record ComputeGradients(
-    string RunId, long Step, int MicroBatch, long ParametersVersion, float[]? Parameters, string[] Names, int[] Labels, long NoiseSeed) : INameRnnMessage;
+    string RunId, long Step, int MicroBatch, long ParametersVersion, float[]? Parameters, MicroBatchWork[] MicroBatches) : INameRnnMessage;
 
-/// <summary>The summed gradient and loss of one micro-batch, identified by (step, micro-batch), and how many of its names the forward pass got right.</summary>
+/// <summary>
+/// The summed gradient and loss of one unit of work: the <see cref="MicroBatches"/> micro-batches from
+/// <see cref="MicroBatch"/> on of step <see cref="Step"/>, added in the fixed pairwise order; <see cref="Count"/>
+/// names in all, <see cref="Correct"/> of them right in the forward pass.
+/// </summary>
 public sealed record GradientsComputed(
-    string RunId, long Step, int MicroBatch, double LossSum, int Count, float[] Gradients, int Correct = 0) : INameRnnMessage;
+    string RunId, long Step, int MicroBatch, int MicroBatches, double LossSum, int Count, float[] Gradients, int Correct = 0) : INameRnnMessage;
 
-/// <summary>The worker could not compute the micro-batch (an exception, a non-finite gradient).</summary>
+/// <summary>The worker could not compute the unit of work that starts at <see cref="MicroBatch"/> (an exception, a non-finite gradient).</summary>
 public sealed record GradientsFailed(string RunId, long Step, int MicroBatch, string Reason) : INameRnnMessage;
 
 /// <summary>The worker lacks the parameter version the work asks for and needs them sent in full.</summary>

@@ -13,7 +13,7 @@ namespace NameRnn.Contracts;
 public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWithStringManifest(system)
 {
     public const int SerializerId = 8_117;
-    private const byte FormatVersion = 1;
+    private const byte FormatVersion = 2;
 
     private const string ModelSpecManifest = "MS";
     private const string RegisterManifest = "RW";
@@ -52,11 +52,15 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
             case WorkerAccepted m: w.String(m.RunId); WriteSpec(w, m.Model); w.Floats(m.ClassWeights); w.Double(m.Dropout); w.Double(m.LabelSmoothing); break;
             case WorkerRefused m: w.String(m.Reason); break;
             case ComputeGradients m:
-                w.String(m.RunId); w.Int64(m.Step); w.Int32(m.MicroBatch); w.Int64(m.ParametersVersion);
-                w.Floats(m.Parameters); w.Strings(m.Names); w.Int32s(m.Labels); w.Int64(m.NoiseSeed);
+                w.String(m.RunId); w.Int64(m.Step); w.Int32(m.MicroBatch); w.Int64(m.ParametersVersion); w.Floats(m.Parameters);
+                w.Int32(m.MicroBatches.Length);
+                foreach (var part in m.MicroBatches)
+                {
+                    w.Strings(part.Names); w.Int32s(part.Labels); w.Int64(part.NoiseSeed);
+                }
                 break;
             case GradientsComputed m:
-                w.String(m.RunId); w.Int64(m.Step); w.Int32(m.MicroBatch); w.Double(m.LossSum); w.Int32(m.Count); w.Floats(m.Gradients); w.Int32(m.Correct);
+                w.String(m.RunId); w.Int64(m.Step); w.Int32(m.MicroBatch); w.Int32(m.MicroBatches); w.Double(m.LossSum); w.Int32(m.Count); w.Floats(m.Gradients); w.Int32(m.Correct);
                 break;
             case GradientsFailed m: w.String(m.RunId); w.Int64(m.Step); w.Int32(m.MicroBatch); w.String(m.Reason); break;
             case ParametersMissing m: w.String(m.RunId); w.Int64(m.Step); w.Int32(m.MicroBatch); w.Int64(m.ParametersVersion); break;
@@ -80,7 +84,7 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
                 AcceptedManifest => new WorkerAccepted(r.String(), ReadSpec(ref r), r.Floats(), r.Double(), r.Double()),
                 RefusedManifest => new WorkerRefused(r.String()),
                 ComputeManifest => ReadCompute(ref r),
-                ComputedManifest => new GradientsComputed(r.String(), r.Int64(), r.Int32(), r.Double(), r.Int32(), r.RequiredFloats(), r.Int32()),
+                ComputedManifest => new GradientsComputed(r.String(), r.Int64(), r.Int32(), r.Int32(), r.Double(), r.Int32(), r.RequiredFloats(), r.Int32()),
                 FailedManifest => new GradientsFailed(r.String(), r.Int64(), r.Int32(), r.String()),
                 MissingManifest => new ParametersMissing(r.String(), r.Int64(), r.Int32(), r.Int64()),
                 _ => throw new FormatException($"unknown manifest '{manifest}'"),
@@ -96,11 +100,19 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
 
     private static ComputeGradients ReadCompute(ref WireReader r)
     {
-        var message = new ComputeGradients(r.String(), r.Int64(), r.Int32(), r.Int64(), r.Floats(), r.Strings(), r.Int32s(), r.Int64());
-        if (message.Names.Length != message.Labels.Length)
-            throw new FormatException($"{message.Names.Length} names but {message.Labels.Length} labels");
-        return message;
+        var (runId, step, microBatch, version, parameters) = (r.String(), r.Int64(), r.Int32(), r.Int64(), r.Floats());
+        var parts = new MicroBatchWork[r.Count(MicroBatchWorkMinimumBytes)];
+        for (var i = 0; i < parts.Length; i++)
+        {
+            parts[i] = new MicroBatchWork(r.Strings(), r.Int32s(), r.Int64());
+            if (parts[i].Names.Length != parts[i].Labels.Length)
+                throw new FormatException($"micro-batch {i} of the unit has {parts[i].Names.Length} names but {parts[i].Labels.Length} labels");
+        }
+        return new ComputeGradients(runId, step, microBatch, version, parameters, parts);
     }
+
+    /// <summary>The fewest bytes one <see cref="MicroBatchWork"/> takes: two empty arrays and the seed.</summary>
+    private const int MicroBatchWorkMinimumBytes = 4 + 4 + 8;
 
     private static void WriteSpec(WireWriter w, ModelSpec m)
     {
@@ -113,8 +125,8 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
     private static int EstimateSize(object obj) => obj switch
     {
         ComputeGradients m => 1 + WireWriter.SizeOf(m.RunId) + 8 + 4 + 8 + WireWriter.SizeOf(m.Parameters)
-            + 4 + m.Names.Sum(WireWriter.SizeOf) + 4 + m.Labels.Length * 4 + 8,
-        GradientsComputed m => 1 + WireWriter.SizeOf(m.RunId) + 8 + 4 + 8 + 4 + WireWriter.SizeOf(m.Gradients) + 4,
+            + 4 + m.MicroBatches.Sum(p => 4 + p.Names.Sum(WireWriter.SizeOf) + 4 + p.Labels.Length * 4 + 8),
+        GradientsComputed m => 1 + WireWriter.SizeOf(m.RunId) + 8 + 4 + 4 + 8 + 4 + WireWriter.SizeOf(m.Gradients) + 4,
         WorkerAccepted m => 256 + (m.ClassWeights?.Length ?? 0) * 4,
         _ => 128,
     };

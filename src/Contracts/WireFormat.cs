@@ -90,7 +90,8 @@ public ref struct WireReader(ReadOnlySpan<byte> bytes)
     public long Int64() => BinaryPrimitives.ReadInt64LittleEndian(Take(8));
     public double Double() => BinaryPrimitives.ReadDoubleLittleEndian(Take(8));
 
-    private int Count(int elementSize)
+    /// <summary>An element count, checked against the bytes left: each element takes at least <paramref name="elementSize"/> bytes.</summary>
+    public int Count(int elementSize)
     {
         var count = Int32();
         if (count < 0 || (long)count * elementSize > _bytes.Length - _position)

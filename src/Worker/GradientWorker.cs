@@ -2,13 +2,15 @@ using Akka.Actor;
 using Akka.Event;
 using NameRnn.Contracts;
 using NameRnn.Model.Network;
+using NameRnn.Model.Training;
 
 namespace NameRnn.Worker;
 
 /// <summary>
-/// Computes micro-batch gradients for the coordinator. It registers on start, builds its model when
-/// accepted, keeps the last parameter version it was sent, and answers every
-/// <see cref="ComputeGradients"/> with <see cref="GradientsComputed"/> or <see cref="GradientsFailed"/>.
+/// Computes gradients for the coordinator. It registers on start, builds its model when accepted,
+/// keeps the last parameter version it was sent, and answers every <see cref="ComputeGradients"/> (a unit
+/// of one or more micro-batches) with one <see cref="GradientsComputed"/>, their sum in the order of
+/// <see cref="GradientTree"/>, or with <see cref="GradientsFailed"/>.
 /// The TorchSharp work is synchronous inside the handler, on the dispatcher of its own.
 /// </summary>
 public sealed class GradientWorker : ReceiveActor, IWithTimers
@@ -107,20 +109,27 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
         }
         try
         {
-            if (_faults.FailAt == (work.Step, work.MicroBatch) && !_failedOnce)
+            var last = work.MicroBatch + work.MicroBatches.Length - 1;
+            if (_faults.FailAt is var (failStep, failMicroBatch) && failStep == work.Step && failMicroBatch >= work.MicroBatch && failMicroBatch <= last && !_failedOnce)
             {
                 _failedOnce = true;
-                throw new InvalidOperationException($"injected failure at step {work.Step} micro-batch {work.MicroBatch}");
+                throw new InvalidOperationException($"injected failure at step {work.Step} micro-batch {failMicroBatch}");
             }
-            if (_faults.SlowDown > TimeSpan.Zero)
-                Thread.Sleep(_faults.SlowDown); // test-only: a straggling worker, blocking like a long computation would
-            var result = _engine.Compute(work.Names, work.Labels, work.NoiseSeed);
-            if (!double.IsFinite(result.LossSum) || !NameRnn.Model.Training.VectorMath.AllFinite(result.Gradients))
+            if (work.MicroBatches.Length == 0) throw new ArgumentException("a unit of work without micro-batches");
+            var parts = new List<MicroBatchGradients>(work.MicroBatches.Length);
+            foreach (var part in work.MicroBatches)
+            {
+                if (_faults.SlowDown > TimeSpan.Zero)
+                    Thread.Sleep(_faults.SlowDown); // test-only: a straggling worker, blocking like a long computation would
+                parts.Add(_engine.Compute(part.Names, part.Labels, part.NoiseSeed));
+            }
+            var result = GradientTree.Reduce(parts);
+            if (!double.IsFinite(result.LossSum) || !VectorMath.AllFinite(result.Gradients))
             {
                 Sender.Tell(new GradientsFailed(work.RunId, work.Step, work.MicroBatch, "non-finite loss or gradient"));
                 return;
             }
-            Sender.Tell(new GradientsComputed(work.RunId, work.Step, work.MicroBatch, result.LossSum, result.Count, result.Gradients, result.Correct));
+            Sender.Tell(new GradientsComputed(work.RunId, work.Step, work.MicroBatch, work.MicroBatches.Length, result.LossSum, result.Count, result.Gradients, result.Correct));
         }
         catch (Exception e)
         {

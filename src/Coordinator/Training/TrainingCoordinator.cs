@@ -10,12 +10,14 @@ using NameRnn.Worker;
 namespace NameRnn.Coordinator.Training;
 
 /// <summary>
-/// Runs the synchronous data-parallel protocol over whatever workers have registered: it hands the
-/// current step's micro-batches to idle workers (with the parameters where the worker lacks that
-/// version), takes the first reply for each (step, micro-batch) and drops the rest, and when every
-/// micro-batch of the step is in lets <see cref="TrainingRun"/> add them in order and step the
-/// optimizer. Work of a worker that dies, becomes unreachable or takes too long goes to the others;
-/// a failing micro-batch is retried on another worker. After each epoch it evaluates on the
+/// Runs the synchronous data-parallel protocol over whatever workers have registered: it cuts the
+/// current step's micro-batches into units of work (aligned blocks of <see cref="GradientTree"/>, about
+/// one per live worker), hands them to idle workers (with the parameters where the worker lacks that
+/// version), takes the first reply for each (step, unit) and drops the rest, and when every unit of
+/// the step is in lets <see cref="TrainingRun"/> add their sums up the tree and step the optimizer.
+/// A worker adds its unit's micro-batches itself, so each sends one gradient per step. Work of a
+/// worker that dies, becomes unreachable or takes too long goes to the others; a failing unit is
+/// retried on another worker. After each epoch it evaluates on the
 /// validation split and keeps the best parameters; checkpoints let a run continue exactly; at the
 /// end it evaluates the best parameters on the test split, once.
 /// </summary>
@@ -57,7 +59,8 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
     private IActorRef? _requester;
 
     private IReadOnlyList<MicroBatch> _microBatches = [];
-    private MicroBatchGradients?[] _results = [];
+    private IReadOnlyList<(int First, int MicroBatches)> _units = [];
+    private GradientBlock?[] _results = [];
     private int[] _failures = [];
     private HashSet<IActorRef>[] _failedOn = [];
     private List<(IActorRef Worker, TimeSpan Since)>[] _inFlight = [];
@@ -181,8 +184,9 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
     private void BeginStep()
     {
         _microBatches = _run!.MicroBatches();
-        var n = _microBatches.Count;
-        _results = new MicroBatchGradients?[n];
+        _units = GradientTree.Units(_microBatches.Count, LiveWorkers, _plan.LargestUnit);
+        var n = _units.Count;
+        _results = new GradientBlock?[n];
         _failures = new int[n];
         _failedOn = Enumerable.Range(0, n).Select(_ => new HashSet<IActorRef>()).ToArray();
         _inFlight = Enumerable.Range(0, n).Select(_ => new List<(IActorRef, TimeSpan)>()).ToArray();
@@ -195,10 +199,10 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
     }
 
     /// <summary>
-    /// Gives pending micro-batches, lowest index first, to the workers with the least work in hand,
-    /// up to <see cref="TrainingPlan.PipelineDepth"/> each, so that a worker finds its next
-    /// micro-batch waiting when it sends a reply; a retried one goes to a worker it has not failed on
-    /// when there is one. Ties go by worker id, not by the order in which workers happened to register.
+    /// Gives pending units, lowest index first, to the workers with the least work in hand, up to
+    /// <see cref="TrainingPlan.PipelineDepth"/> each, so that a worker finds its next unit waiting when
+    /// it sends a reply; a retried one goes to a worker it has not failed on when there is one. Ties go
+    /// by worker id, not by the order in which workers happened to register.
     /// </summary>
     private void Dispatch()
     {
@@ -214,60 +218,82 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
         }
     }
 
-    private void Assign(IActorRef worker, int index)
+    private void Assign(IActorRef worker, int unit)
     {
         var run = _run!;
         var state = _workers[worker];
-        var batch = _microBatches[index];
+        var (first, count) = _units[unit];
         var parameters = state.KnownVersion == run.ParametersVersion ? null : run.Parameters;
         state.KnownVersion = run.ParametersVersion;
-        state.Outstanding.Add((run.Step, index));
-        _inFlight[index].Add((worker, Now));
-        worker.Tell(new ComputeGradients(_plan.RunId, run.Step, index, run.ParametersVersion, parameters, batch.Names, batch.Labels, batch.NoiseSeed));
+        state.Outstanding.Add((run.Step, first));
+        _inFlight[unit].Add((worker, Now));
+        var work = new MicroBatchWork[count];
+        for (var i = 0; i < count; i++)
+        {
+            var batch = _microBatches[first + i];
+            work[i] = new MicroBatchWork(batch.Names, batch.Labels, batch.NoiseSeed);
+        }
+        worker.Tell(new ComputeGradients(_plan.RunId, run.Step, first, run.ParametersVersion, parameters, work));
     }
+
+    /// <summary>The unit of the current step that starts at <paramref name="microBatch"/>, or −1.</summary>
+    private int UnitAt(int microBatch)
+    {
+        for (var i = 0; i < _units.Count; i++)
+            if (_units[i].First == microBatch) return i;
+        return -1;
+    }
+
+    /// <summary>"micro-batch 3" or "micro-batches 4-7": a unit for the log.</summary>
+    private string Describe(int unit) => _units[unit] is var (first, count) && count == 1 ? $"micro-batch {first}" : $"micro-batches {Range(unit)}";
+
+    private string Range(int unit) => _units[unit] is var (first, count) && count == 1 ? $"{first}" : $"{first}-{first + count - 1}";
 
     /// <summary>A reply frees its worker whatever it says, for whichever step.</summary>
     private TimeSpan? Release(long step, int microBatch)
     {
         if (_workers.TryGetValue(Sender, out var state)) state.Outstanding.Remove((step, microBatch));
-        if (!IsCurrentStep(step) || microBatch < 0 || microBatch >= _inFlight.Length) return null;
-        var entry = _inFlight[microBatch].FindIndex(e => e.Worker.Equals(Sender));
+        if (!IsCurrentStep(step) || UnitAt(microBatch) is var unit && unit < 0) return null;
+        var entry = _inFlight[unit].FindIndex(e => e.Worker.Equals(Sender));
         if (entry < 0) return null;
-        var since = _inFlight[microBatch][entry].Since;
-        _inFlight[microBatch].RemoveAt(entry);
+        var since = _inFlight[unit][entry].Since;
+        _inFlight[unit].RemoveAt(entry);
         return Now - since;
     }
 
     private bool IsCurrentStep(long step) => Started && step == _run!.Step;
 
-    /// <summary>The first reply for the current (step, micro-batch) counts; a late, duplicate or foreign one is dropped.</summary>
-    private bool IsOpen(string runId, long step, int microBatch) =>
-        runId == _plan.RunId && IsCurrentStep(step) && microBatch >= 0 && microBatch < _results.Length && _results[microBatch] is null;
+    /// <summary>The unit a reply is for, when it is the first reply for a unit of the current step; else −1 (a late, duplicate or foreign one is dropped).</summary>
+    private int OpenUnit(string runId, long step, int microBatch) =>
+        runId == _plan.RunId && IsCurrentStep(step) && UnitAt(microBatch) is var unit && unit >= 0 && _results[unit] is null ? unit : -1;
 
     private void OnComputed(GradientsComputed reply)
     {
         var took = Release(reply.Step, reply.MicroBatch);
-        if (!IsOpen(reply.RunId, reply.Step, reply.MicroBatch))
+        var unit = OpenUnit(reply.RunId, reply.Step, reply.MicroBatch);
+        if (unit < 0)
         {
             _log.Debug("Dropped a late or duplicate reply for step {Step} micro-batch {MicroBatch}", reply.Step, reply.MicroBatch);
             Dispatch();
             return;
         }
-        var expected = _microBatches[reply.MicroBatch].Names.Length;
-        if (reply.Count != expected || reply.Gradients.Length != _plan.Model.ParameterCount)
+        var (first, count) = _units[unit];
+        var expected = 0;
+        for (var i = first; i < first + count; i++) expected += _microBatches[i].Names.Length;
+        if (reply.MicroBatches != count || reply.Count != expected || reply.Gradients.Length != _plan.Model.ParameterCount)
         {
-            _log.Warning("Dropped a malformed reply for step {Step} micro-batch {MicroBatch}: {Count} names, {Values} values",
-                reply.Step, reply.MicroBatch, reply.Count, reply.Gradients.Length);
-            Requeue(reply.MicroBatch);
+            _log.Warning("Dropped a malformed reply for step {Step} {Unit}: {MicroBatches} micro-batches, {Count} names, {Values} values",
+                reply.Step, Describe(unit), reply.MicroBatches, reply.Count, reply.Gradients.Length);
+            Requeue(unit);
             Dispatch();
             return;
         }
-        _results[reply.MicroBatch] = new MicroBatchGradients(reply.LossSum, reply.Count, reply.Gradients, reply.Correct);
-        _pending.Remove(reply.MicroBatch);
+        _results[unit] = new GradientBlock(first, count, new MicroBatchGradients(reply.LossSum, reply.Count, reply.Gradients, reply.Correct));
+        _pending.Remove(unit);
         if (took is { } t) _durations.Add(t.TotalSeconds);
         _received++;
         if (_workers.TryGetValue(Sender, out var state))
-            _completedByWorker[state.Id] = _completedByWorker.GetValueOrDefault(state.Id) + 1;
+            _completedByWorker[state.Id] = _completedByWorker.GetValueOrDefault(state.Id) + count;
         if (_received == _results.Length) CompleteStep();
         else Dispatch();
     }
@@ -275,20 +301,21 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
     private void OnFailed(GradientsFailed failed)
     {
         Release(failed.Step, failed.MicroBatch);
-        if (!IsOpen(failed.RunId, failed.Step, failed.MicroBatch))
+        var index = OpenUnit(failed.RunId, failed.Step, failed.MicroBatch);
+        if (index < 0)
         {
             Dispatch();
             return;
         }
-        var index = failed.MicroBatch;
         _failures[index]++;
         _failedOn[index].Add(Sender);
-        _log.Warning("Micro-batch {MicroBatch} of step {Step} failed on {Worker} (failure {Failures} of at most {Attempts}): {Reason}",
-            index, failed.Step, _workers.GetValueOrDefault(Sender)?.Id ?? Sender.Path.ToString(), _failures[index], _plan.MaxAttemptsPerMicroBatch, failed.Reason);
+        _log.Warning("{Unit} of step {Step} failed on {Worker} (failure {Failures} of at most {Attempts}): {Reason}",
+            Describe(index), failed.Step, _workers.GetValueOrDefault(Sender)?.Id ?? Sender.Path.ToString(), _failures[index], _plan.MaxAttemptsPerMicroBatch, failed.Reason);
         if (_failures[index] >= _plan.MaxAttemptsPerMicroBatch)
         {
-            var names = string.Join(", ", _microBatches[index].Names);
-            Fail($"micro-batch {index} of step {failed.Step} failed {_failures[index]} times (last: {failed.Reason}); its names: {names}");
+            var (first, count) = _units[index];
+            var names = string.Join(", ", _microBatches.Skip(first).Take(count).SelectMany(b => b.Names));
+            Fail($"{Describe(index)} of step {failed.Step} failed {_failures[index]} times (last: {failed.Reason}); its names: {names}");
             return;
         }
         Requeue(index);
@@ -299,26 +326,26 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
     {
         if (_workers.TryGetValue(Sender, out var state)) state.KnownVersion = -1;
         Release(missing.Step, missing.MicroBatch);
-        if (IsOpen(missing.RunId, missing.Step, missing.MicroBatch)) Requeue(missing.MicroBatch);
+        if (OpenUnit(missing.RunId, missing.Step, missing.MicroBatch) is var unit && unit >= 0) Requeue(unit);
         Dispatch();
     }
 
-    /// <summary>Puts a micro-batch back in line unless it is done, waiting, or still being computed elsewhere.</summary>
-    private void Requeue(int microBatch)
+    /// <summary>Puts a unit back in line unless it is done, waiting, or still being computed elsewhere.</summary>
+    private void Requeue(int unit)
     {
-        if (_results[microBatch] is not null || _pending.Contains(microBatch) || _inFlight[microBatch].Count > 0) return;
-        var at = _pending.FindIndex(i => i > microBatch);
-        _pending.Insert(at < 0 ? _pending.Count : at, microBatch);
+        if (_results[unit] is not null || _pending.Contains(unit) || _inFlight[unit].Count > 0) return;
+        var at = _pending.FindIndex(i => i > unit);
+        _pending.Insert(at < 0 ? _pending.Count : at, unit);
     }
 
-    /// <summary>Forgets what was in flight on a worker, and puts that work back in line.</summary>
-    private IReadOnlyList<int> TakeBackWork(IActorRef worker)
+    /// <summary>Forgets what was in flight on a worker, and puts that work back in line; gives the micro-batch ranges taken back.</summary>
+    private IReadOnlyList<string> TakeBackWork(IActorRef worker)
     {
-        var taken = new List<int>();
+        var taken = new List<string>();
         for (var i = 0; i < _inFlight.Length; i++)
             if (_inFlight[i].RemoveAll(e => e.Worker.Equals(worker)) > 0)
             {
-                taken.Add(i);
+                taken.Add(Range(i));
                 Requeue(i);
             }
         return taken;
@@ -337,7 +364,7 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
 
     private void OnNodeUnreachable(Address address)
     {
-        var taken = new List<int>();
+        var taken = new List<string>();
         foreach (var (worker, state) in _workers.Where(w => w.Value.Address.Equals(address) && !w.Value.Suspended).ToList())
         {
             state.Suspended = true;
@@ -379,8 +406,8 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
                 if (now - since > _plan.AssignmentTimeout)
                 {
                     _inFlight[i].RemoveAll(e => e.Worker.Equals(worker));
-                    _log.Warning("Micro-batch {MicroBatch} of step {Step} took over {Timeout} on {Worker}; it goes to another worker",
-                        i, _run!.Step, _plan.AssignmentTimeout, _workers.GetValueOrDefault(worker)?.Id ?? worker.Path.ToString());
+                    _log.Warning("{Unit} of step {Step} took over {Timeout} on {Worker}; it goes to another worker",
+                        Describe(i), _run!.Step, _plan.AssignmentTimeout, _workers.GetValueOrDefault(worker)?.Id ?? worker.Path.ToString());
                     Requeue(i);
                 }
         }
@@ -388,7 +415,7 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
         ReissueStragglers(now);
     }
 
-    /// <summary>With nothing left to hand out, a micro-batch running far longer than its finished peers also goes to an idle worker; the first reply wins.</summary>
+    /// <summary>With nothing left to hand out, a unit running far longer than its finished peers also goes to an idle worker; the first reply wins.</summary>
     private void ReissueStragglers(TimeSpan now)
     {
         if (_pending.Count > 0 || _durations.Count == 0) return;
@@ -401,8 +428,8 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
             if ((now - since).TotalSeconds < limit) continue;
             var idle = _workerOrder.FirstOrDefault(w => _workers[w].Idle && !w.Equals(slow));
             if (idle is null) return;
-            _log.Info("Micro-batch {MicroBatch} of step {Step} has run {Seconds:F2} s on {Worker}; also given to {Other}",
-                i, _run!.Step, (now - since).TotalSeconds, _workers.GetValueOrDefault(slow)?.Id ?? "?", _workers[idle].Id);
+            _log.Info("{Unit} of step {Step} has run {Seconds:F2} s on {Worker}; also given to {Other}",
+                Describe(i), _run!.Step, (now - since).TotalSeconds, _workers.GetValueOrDefault(slow)?.Id ?? "?", _workers[idle].Id);
             Assign(idle, i);
         }
     }

@@ -32,8 +32,14 @@ public sealed record TrainingPlan(
     /// <summary>How long one assignment may take before its micro-batch is given to another worker too.</summary>
     public TimeSpan AssignmentTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
-    /// <summary>Micro-batches a worker may hold at once: more than one hides the message round trip behind computation.</summary>
+    /// <summary>Units of work a worker may hold at once: more than one hides the message round trip behind computation.</summary>
     public int PipelineDepth { get; init; } = 2;
+
+    /// <summary>
+    /// The most micro-batches in one unit of work (see <see cref="GradientTree.Units"/>); by default a
+    /// step is cut into about one unit per live worker. The result is the same bits for any value.
+    /// </summary>
+    public int LargestUnit { get; init; } = int.MaxValue;
 
     /// <summary>Benchmarks only: evaluate on the test split after every epoch and stop once its accuracy reaches this; null = never.</summary>
     public double? StopAtTestAccuracy { get; init; }

@@ -85,6 +85,17 @@ public sealed class TrainingRun
     /// <summary>The parameters' version: the number of steps applied.</summary>
     public long ParametersVersion => Step;
 
+    /// <summary>How many micro-batches the current step has (the last step of an epoch may have fewer).</summary>
+    public int MicroBatchCount
+    {
+        get
+        {
+            var start = StepInEpoch * _options.BatchSize;
+            var names = Math.Min(start + _options.BatchSize, _train.Count) - start;
+            return (names + _options.MicroBatch - 1) / _options.MicroBatch;
+        }
+    }
+
     public IReadOnlyList<MicroBatch> MicroBatches()
     {
         if (Finished) throw new InvalidOperationException("the run has finished");
@@ -104,19 +115,24 @@ public sealed class TrainingRun
     private long NoiseSeed(int index) =>
         (long)new SplitMix64(unchecked((ulong)_options.Seed * 0xA24BAED4963EE407UL ^ (ulong)Step * 0x9FB21C651E98DF25UL ^ (ulong)index)).NextUInt64();
 
-    /// <summary>Adds the micro-batch sums in micro-batch order, averages over the batch and takes one optimizer step.</summary>
-    public StepOutcome Apply(IReadOnlyList<MicroBatchGradients> inMicroBatchOrder)
+    /// <summary>Adds the current step's micro-batch sums (given in micro-batch order) and takes one optimizer step.</summary>
+    public StepOutcome Apply(IReadOnlyList<MicroBatchGradients> inMicroBatchOrder) =>
+        Apply(inMicroBatchOrder.Select((g, i) => new GradientBlock(i, 1, g)).ToList());
+
+    /// <summary>
+    /// Adds the sums of blocks of the current step's micro-batches in the order of <see cref="GradientTree"/>,
+    /// averages over the batch and takes one optimizer step.
+    /// </summary>
+    public StepOutcome Apply(IReadOnlyList<GradientBlock> blocks)
     {
-        var count = inMicroBatchOrder.Sum(g => g.Count);
+        var sum = GradientTree.Combine(blocks, MicroBatchCount);
+        if (sum.Gradients.Length != Parameters.Length)
+            throw new ArgumentException($"a gradient of {sum.Gradients.Length} values for a model of {Parameters.Length}");
+        var count = sum.Count;
+        // 0 + sum, as when the sums were added one by one to zeros: the same bits as then for one or two micro-batches.
         var total = new float[Parameters.Length];
-        var lossSum = 0.0;
-        foreach (var part in inMicroBatchOrder)
-        {
-            if (part.Gradients.Length != total.Length)
-                throw new ArgumentException($"a gradient of {part.Gradients.Length} values for a model of {total.Length}");
-            VectorMath.AddTo(total, part.Gradients);
-            lossSum += part.LossSum;
-        }
+        VectorMath.AddTo(total, sum.Gradients);
+        var lossSum = 0.0 + sum.LossSum;
         var scale = 1f / count;
         VectorMath.Scale(total, scale);
         var squares = 0.0;
@@ -136,7 +152,7 @@ public sealed class TrainingRun
             var decay = (float)Math.Min(_options.AverageDecay, (1.0 + Step) / (10.0 + Step));
             for (var i = 0; i < next.Length; i++) _average[i] = decay * _average[i] + (1 - decay) * next[i];
         }
-        var outcome = new StepOutcome(Step, Epoch, lossSum / count, learningRate, norm, count, StepInEpoch + 1 == StepsPerEpoch, inMicroBatchOrder.Sum(g => g.Correct));
+        var outcome = new StepOutcome(Step, Epoch, lossSum / count, learningRate, norm, count, StepInEpoch + 1 == StepsPerEpoch, sum.Correct);
         Step++;
         StepInEpoch++;
         if (StepInEpoch == StepsPerEpoch)

@@ -44,7 +44,7 @@ public class FaultInProcessTests
             "--workers", "1", "--test-fail-at", "3:1", "--max-attempts", "1"]);
         Assert.Equal(1, result.ExitCode);
         var error = result.Error.Trim().Split('\n')[^1];
-        Assert.Contains("micro-batch 1 of step 3 failed 1 times", error);
+        Assert.Contains("micro-batches 0-3 of step 3 failed 1 times", error); // one worker: the whole step of 4 is one unit
         Assert.Contains("its names:", error);
         var (checkpoint, _, _) = CheckpointStore.LoadLatest(dir);
         Assert.Equal(3, checkpoint!.State.Step);

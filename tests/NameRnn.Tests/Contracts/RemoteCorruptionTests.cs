@@ -39,8 +39,8 @@ public class RemoteCorruptionTests() : TestKit(Remote(typeof(NameRnnSerializer))
         var address = ((ExtendedActorSystem)Sys).Provider.DefaultAddress;
         var target = await sender.ActorSelection(probe.Ref.Path.ToStringWithAddress(address)).ResolveOne(TimeSpan.FromSeconds(10));
 
-        target.Tell(new GradientsComputed("corrupt", 1, 0, 1.0, 2, [1f, 2f, 3f, 4f]));
-        target.Tell(new GradientsComputed("good", 1, 1, 2.0, 2, [5f, 6f]));
+        target.Tell(new GradientsComputed("corrupt", 1, 0, 1, 1.0, 2, [1f, 2f, 3f, 4f]));
+        target.Tell(new GradientsComputed("good", 1, 1, 1, 2.0, 2, [5f, 6f]));
 
         var received = probe.ExpectMsg<GradientsComputed>(TimeSpan.FromSeconds(10));
         Assert.Equal("good", received.RunId);

@@ -21,24 +21,30 @@ public sealed class SerializerTests : IDisposable
 
     [Property]
     public void ComputeGradients_round_trips(NonNull<string> runId, long step, int microBatch, long version, bool withParameters,
-        float[] parameters, NonNull<string>[] names, long noiseSeed)
+        float[] parameters, NonNull<string>[][] names, long noiseSeed)
     {
-        var labels = names.Select((_, i) => i % 18).ToArray();
-        var message = new ComputeGradients(Text(runId), step, microBatch, version, withParameters ? parameters : null, names.Select(Text).ToArray(), labels, noiseSeed);
+        var work = names.Select((part, j) => new MicroBatchWork(part.Select(Text).ToArray(), part.Select((_, i) => (i + j) % 18).ToArray(), noiseSeed ^ j)).ToArray();
+        var message = new ComputeGradients(Text(runId), step, microBatch, version, withParameters ? parameters : null, work);
         var back = (ComputeGradients)RoundTrip(message);
-        Assert.Equal((message.RunId, message.Step, message.MicroBatch, message.ParametersVersion, message.NoiseSeed),
-            (back.RunId, back.Step, back.MicroBatch, back.ParametersVersion, back.NoiseSeed));
+        Assert.Equal((message.RunId, message.Step, message.MicroBatch, message.ParametersVersion),
+            (back.RunId, back.Step, back.MicroBatch, back.ParametersVersion));
         AssertSameFloats(message.Parameters, back.Parameters);
-        Assert.Equal(message.Names, back.Names);
-        Assert.Equal(message.Labels, back.Labels);
+        Assert.Equal(work.Length, back.MicroBatches.Length);
+        for (var j = 0; j < work.Length; j++)
+        {
+            Assert.Equal(work[j].Names, back.MicroBatches[j].Names);
+            Assert.Equal(work[j].Labels, back.MicroBatches[j].Labels);
+            Assert.Equal(work[j].NoiseSeed, back.MicroBatches[j].NoiseSeed);
+        }
     }
 
     [Property]
-    public void GradientsComputed_round_trips(NonNull<string> runId, long step, int microBatch, double lossSum, int count, float[] gradients)
+    public void GradientsComputed_round_trips(NonNull<string> runId, long step, int microBatch, int microBatches, double lossSum, int count, float[] gradients, int correct)
     {
-        var message = new GradientsComputed(Text(runId), step, microBatch, lossSum, count, gradients);
+        var message = new GradientsComputed(Text(runId), step, microBatch, microBatches, lossSum, count, gradients, correct);
         var back = (GradientsComputed)RoundTrip(message);
-        Assert.Equal((message.RunId, message.Step, message.MicroBatch, message.Count), (back.RunId, back.Step, back.MicroBatch, back.Count));
+        Assert.Equal((message.RunId, message.Step, message.MicroBatch, message.MicroBatches, message.Count, message.Correct),
+            (back.RunId, back.Step, back.MicroBatch, back.MicroBatches, back.Count, back.Correct));
         Assert.Equal(BitConverter.DoubleToInt64Bits(lossSum), BitConverter.DoubleToInt64Bits(back.LossSum));
         AssertSameFloats(gradients, back.Gradients);
     }
@@ -81,17 +87,17 @@ public sealed class SerializerTests : IDisposable
         var values = Enumerable.Range(0, count).Select(i => (float)Math.Sin(i)).ToArray();
         var raw = count * sizeof(float);
         var names = Enumerable.Range(0, 32).Select(i => $"Name{i}").ToArray();
-        var compute = new ComputeGradients("20261127-000000-abcdef", 123_456, 7, 123_456, values, names, new int[32], 99);
-        var namesBytes = names.Sum(n => n.Length + 4) + 32 * 4 + 8;
+        var compute = new ComputeGradients("20261127-000000-abcdef", 123_456, 7, 123_456, values, [new MicroBatchWork(names, new int[32], 99)]);
+        var namesBytes = 4 + 4 + names.Sum(n => n.Length + 4) + 4 + 32 * 4 + 8;
         Assert.True(_serializer.ToBinary(compute).Length <= raw * 1.01 + 256 + namesBytes);
-        var computed = new GradientsComputed("20261127-000000-abcdef", 123_456, 7, 12.5, 32, values);
+        var computed = new GradientsComputed("20261127-000000-abcdef", 123_456, 7, 4, 12.5, 32, values);
         Assert.True(_serializer.ToBinary(computed).Length <= raw * 1.01 + 256);
     }
 
     [Property(MaxTest = 300)]
     public void A_truncated_payload_raises_a_serialization_error(float[] gradients, PositiveInt cut)
     {
-        var message = new GradientsComputed("run", 1, 2, 3.0, 4, gradients);
+        var message = new GradientsComputed("run", 1, 2, 1, 3.0, 4, gradients);
         var bytes = _serializer.ToBinary(message);
         var keep = Math.Max(0, bytes.Length - cut.Get);
         Assert.Throws<SerializationException>(() => _serializer.FromBinary(bytes[..keep], _serializer.Manifest(message)));
@@ -115,7 +121,7 @@ public sealed class SerializerTests : IDisposable
     [Fact]
     public void A_corrupted_length_raises_a_serialization_error()
     {
-        var bytes = _serializer.ToBinary(new ComputeGradients("run", 1, 0, 1, [1f, 2f], ["Ann"], [3], 5));
+        var bytes = _serializer.ToBinary(new ComputeGradients("run", 1, 0, 1, [1f, 2f], [new MicroBatchWork(["Ann"], [3], 5)]));
         bytes[1 + 4 + 3 + 8 + 4 + 8] = 0x7F; // the low byte of the parameter count
         Assert.Throws<SerializationException>(() => _serializer.FromBinary(bytes, "CG"));
     }

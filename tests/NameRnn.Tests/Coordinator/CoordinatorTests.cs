@@ -15,7 +15,10 @@ public class CoordinatorTests() : TestKit(TorchDispatcher.Hocon(spinning: false)
 {
     private static readonly TimeSpan Wait = TimeSpan.FromSeconds(10);
 
-    /// <summary>One step of four one-name micro-batches; SGD with learning rate 1 and no momentum, clipping, weighting or schedule.</summary>
+    /// <summary>
+    /// One step of four one-name micro-batches, handed out one micro-batch per unit of work (unless the
+    /// test says otherwise); SGD with learning rate 1 and no momentum, clipping, weighting or schedule.
+    /// </summary>
     private static TrainingPlan Plan(int minWorkers)
     {
         var options = new TrainingOptions
@@ -25,7 +28,7 @@ public class CoordinatorTests() : TestKit(TorchDispatcher.Hocon(spinning: false)
         };
         LabelledName[] train = [new("Abe", 0), new("Bo", 1), new("Cyd", 0), new("Dee", 1)];
         LabelledName[] held = [new("Ed", 0), new("Fa", 1)];
-        return new TrainingPlan("run-1", options, ModelConfig.Create(Cells.Rnn, 2, 2), ["A", "B"], train, held, held, minWorkers) { PipelineDepth = 1 };
+        return new TrainingPlan("run-1", options, ModelConfig.Create(Cells.Rnn, 2, 2), ["A", "B"], train, held, held, minWorkers) { PipelineDepth = 1, LargestUnit = 1 };
     }
 
     private static float[] Filled(int count, float value) => Enumerable.Repeat(value, count).ToArray();
@@ -38,12 +41,12 @@ public class CoordinatorTests() : TestKit(TorchDispatcher.Hocon(spinning: false)
         return probe;
     }
 
-    private static void Reply(TestProbe probe, IActorRef coordinator, ComputeGradients work, float value, int? microBatch = null, long? step = null) =>
-        coordinator.Tell(new GradientsComputed(work.RunId, step ?? work.Step, microBatch ?? work.MicroBatch, 0.5, work.Names.Length,
-            Filled(Plan(1).Model.ParameterCount, value)), probe.Ref);
+    private static void Reply(TestProbe probe, IActorRef coordinator, ComputeGradients work, float value, int? microBatch = null, long? step = null, int? microBatches = null) =>
+        coordinator.Tell(new GradientsComputed(work.RunId, step ?? work.Step, microBatch ?? work.MicroBatch, microBatches ?? work.MicroBatches.Length, 0.5,
+            work.MicroBatches.Sum(m => m.Names.Length), Filled(Plan(1).Model.ParameterCount, value)), probe.Ref);
 
     [Fact]
-    public void Micro_batch_sums_are_added_in_micro_batch_order_and_late_or_duplicate_replies_are_dropped()
+    public void Micro_batch_sums_are_added_in_the_fixed_pairwise_order_and_late_or_duplicate_replies_are_dropped()
     {
         var plan = Plan(minWorkers: 2);
         var coordinator = Sys.ActorOf(TrainingCoordinator.Props(plan));
@@ -56,9 +59,9 @@ public class CoordinatorTests() : TestKit(TorchDispatcher.Hocon(spinning: false)
         Assert.Equal((0, 1), (w0.MicroBatch, w1.MicroBatch));
         Assert.NotNull(w0.Parameters);
 
-        // Float32 addition is not associative: 1e8 + 1 == 1e8. In micro-batch order the sum is
-        // ((1e8 + 1) - 1e8) + 1 = 1; any other order gives 0 or 2.
-        Reply(b, coordinator, w1, 1f);
+        // Float32 addition is not associative (1e8 + 5 rounds to 1e8 + 8). In the tree's order the sum is
+        // (1e8 + 5) + (1 + 3) = 100000016; adding one by one in any order gives 100000008 or 1e8.
+        Reply(b, coordinator, w1, 5f);
         Reply(b, coordinator, w1, 1000f);                  // duplicate of micro-batch 1: dropped
         Reply(b, coordinator, w1, 1000f, step: w1.Step + 7); // not the current step: dropped
         var w2 = b.ExpectMsg<ComputeGradients>(Wait);      // b is idle first, so it gets the next one
@@ -66,12 +69,12 @@ public class CoordinatorTests() : TestKit(TorchDispatcher.Hocon(spinning: false)
         Reply(a, coordinator, w0, 1e8f);
         var w3 = a.ExpectMsg<ComputeGradients>(Wait);
         Assert.Equal((2, 3), (w2.MicroBatch, w3.MicroBatch));
-        Reply(a, coordinator, w3, 1f);
-        Reply(b, coordinator, w2, -1e8f);
+        Reply(a, coordinator, w3, 3f);
+        Reply(b, coordinator, w2, 1f);
 
         var done = ExpectMsg<TrainingCompleted>(Wait);
         var initial = plan.InitialParameters();
-        var expected = initial.Select(p => p - ((((1e8f + 1f) + -1e8f) + 1f) * (1f / 4))).ToArray();
+        var expected = initial.Select(p => p - (((1e8f + 5f) + (1f + 3f)) * (1f / 4))).ToArray();
         Assert.Equal(expected, done.FinalParameters);
         Assert.Equal(2, done.MicroBatchesPerWorker["a"]);
         Assert.Equal(2, done.MicroBatchesPerWorker["b"]);
@@ -121,10 +124,38 @@ public class CoordinatorTests() : TestKit(TorchDispatcher.Hocon(spinning: false)
         var done = ExpectMsg<TrainingCompleted>(Wait);
         Assert.Equal([0, 1, 2, 3], served.Order());
         Assert.Contains(w1.MicroBatch, served);
-        var expected = plan.InitialParameters().Select(p => p - (((Value(0) + Value(1)) + Value(2)) + Value(3)) * (1f / 4)).ToArray();
+        var expected = plan.InitialParameters().Select(p => p - ((Value(0) + Value(1)) + (Value(2) + Value(3))) * (1f / 4)).ToArray();
         Assert.Equal(expected, done.FinalParameters);
         Assert.Equal(4, done.MicroBatchesPerWorker["a"]);
         a.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
+    }
+
+    [Fact]
+    public void Each_worker_gets_one_unit_of_the_step_and_a_reply_for_the_wrong_micro_batches_is_dropped()
+    {
+        var plan = Plan(minWorkers: 2) with { LargestUnit = int.MaxValue };
+        var coordinator = Sys.ActorOf(TrainingCoordinator.Props(plan));
+        var a = Register(coordinator, "a");
+        var b = Register(coordinator, "b");
+        coordinator.Tell(StartTraining.Instance, TestActor);
+
+        var wa = a.ExpectMsg<ComputeGradients>(Wait);
+        var wb = b.ExpectMsg<ComputeGradients>(Wait);
+        Assert.Equal((0, 2, 2, 2), (wa.MicroBatch, wa.MicroBatches.Length, wb.MicroBatch, wb.MicroBatches.Length));
+        Assert.Equal(plan.Train.Select(n => n.Name).Order(), wa.MicroBatches.Concat(wb.MicroBatches).SelectMany(m => m.Names).Order());
+        Assert.Equal(4, wa.MicroBatches.Concat(wb.MicroBatches).Select(m => m.NoiseSeed).Distinct().Count());
+
+        Reply(b, coordinator, wb, 1000f, microBatches: 1); // claims one micro-batch of a two-micro-batch unit: dropped, and b gets it again
+        var again = b.ExpectMsg<ComputeGradients>(Wait);
+        Assert.Equal((2, 2), (again.MicroBatch, again.MicroBatches.Length));
+        Reply(a, coordinator, wa, 1e8f + 8f);  // stands for (m0 + m1), summed by the worker
+        Reply(b, coordinator, again, 4f);      // stands for (m2 + m3)
+
+        var done = ExpectMsg<TrainingCompleted>(Wait);
+        var expected = plan.InitialParameters().Select(p => p - ((1e8f + 8f) + 4f) * (1f / 4)).ToArray();
+        Assert.Equal(expected, done.FinalParameters);
+        Assert.Equal(2, done.MicroBatchesPerWorker["a"]);
+        Assert.Equal(2, done.MicroBatchesPerWorker["b"]);
     }
 
     [Theory]
@@ -166,7 +197,7 @@ public class CoordinatorTests() : TestKit(TorchDispatcher.Hocon(spinning: false)
         for (var attempt = 0; attempt < plan.MaxAttemptsPerMicroBatch; attempt++)
         {
             var work = a.ExpectMsg<ComputeGradients>(Wait);
-            names.AddRange(work.Names);
+            names.AddRange(work.MicroBatches.SelectMany(m => m.Names));
             Assert.Equal(0, work.MicroBatch);
             coordinator.Tell(new GradientsFailed(work.RunId, work.Step, work.MicroBatch, "boom"), a.Ref);
         }
