@@ -70,7 +70,7 @@ public sealed class TrainSettings : DataSettings
     [Option("--batch-size", "names per optimizer step (global batch)", Value = "N")]
     public int BatchSize { get; set; } = Defaults.BatchSize;
 
-    [Option("--micro-batch", "names per unit of work; independent of the worker count", Value = "N")]
+    [Option("--micro-batch", "names per micro-batch, the smallest piece of work; its gradient sums are added in a fixed order, so the result does not depend on the worker count", Value = "N")]
     public int MicroBatch { get; set; } = Defaults.MicroBatch;
 
     [Option("--hidden", "hidden state size", Value = "N")]
@@ -161,10 +161,10 @@ public sealed class TrainSettings : DataSettings
     [Option("--worker-timeout", "seconds to wait with no live worker before saving a checkpoint and giving up; 0 = forever", Value = "S")]
     public double WorkerTimeout { get; set; } = 120;
 
-    [Option("--assignment-timeout", "seconds a micro-batch may take on one worker before it goes to another", Value = "S")]
+    [Option("--assignment-timeout", "seconds a unit of work (a block of micro-batches) may take on one worker before it goes to another", Value = "S")]
     public double AssignmentTimeout { get; set; } = 60;
 
-    [Option("--max-attempts", "failures of one micro-batch (exceptions, non-finite gradients) that stop the run", Value = "K")]
+    [Option("--max-attempts", "failures of one unit of work (exceptions, non-finite gradients) that stop the run", Value = "K")]
     public int MaxAttempts { get; set; } = 3;
 
     [OptionGroup]
@@ -225,9 +225,10 @@ public sealed class TrainSettings : DataSettings
         if (Cluster) Tls.Options()?.Load().Dispose();
         CommandLine.Range("--min-workers", MinWorkers, 1, 4096);
         CommandLine.Range("--max-frame-size", MaxFrameSize, 128_000, 1 << 30);
-        var needed = NameRnnHosting.RequiredFrameSize(ToTrainingOptions().Model(18).ParameterCount, Math.Max(MicroBatch, 1));
+        // One message carries the parameters and a unit of work: up to a whole step's names (when one worker is left).
+        var needed = NameRnnHosting.RequiredFrameSize(ToTrainingOptions().Model(18).ParameterCount, Math.Max(BatchSize, 1));
         if (Cluster && needed > MaxFrameSize)
-            throw new UsageException($"option --max-frame-size: {MaxFrameSize} bytes is too small for a {Cell} model of hidden size {Hidden}: its messages need {needed}; set --max-frame-size (on the coordinator and every worker) to at least {needed}");
+            throw new UsageException($"option --max-frame-size: {MaxFrameSize} bytes is too small for a {Cell} model of hidden size {Hidden} at batch size {BatchSize}: its messages need {needed}; set --max-frame-size (on the coordinator and every worker) to at least {needed}");
     }
 
     public IReadOnlyList<string> SeedNodes =>

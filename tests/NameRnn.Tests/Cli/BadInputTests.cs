@@ -75,6 +75,19 @@ public class BadInputTests
     public async Task Out_of_range_or_unknown_options_are_usage_errors(string option, string value, string named) =>
         AssertOneLineError(await Train(TestData.NamesFolder, option, value), 2, named);
 
+    [Theory]
+    [InlineData("--hidden", "1024")]         // the parameters alone: 4.2 MB
+    [InlineData("--batch-size", "4096")]     // one message may carry a whole step's names
+    public async Task A_cluster_run_whose_messages_exceed_the_frame_size_is_refused_before_it_starts(string option, string value)
+    {
+        var settings = new NameRnn.Coordinator.Cli.TrainSettings { Cluster = true, MaxFrameSize = 1_000_000 };
+        NameRnn.Worker.Hosting.CommandLine.Apply(settings, [option, value]);
+        var needed = NameRnn.Worker.Hosting.NameRnnHosting.RequiredFrameSize(settings.ToTrainingOptions().Model(18).ParameterCount, settings.BatchSize);
+        Assert.True(needed > 1_000_000, $"{option} {value} should need more than the frame: {needed}");
+        AssertOneLineError(await Train(TestData.NamesFolder, "--cluster", "--max-frame-size", "1000000", option, value), 2,
+            "--max-frame-size", $"at least {needed}");
+    }
+
     [Fact]
     public async Task Names_that_normalise_to_nothing_are_skipped_counted_and_warned_about_once()
     {

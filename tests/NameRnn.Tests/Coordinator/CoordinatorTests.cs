@@ -45,17 +45,21 @@ public class CoordinatorTests() : TestKit(TorchDispatcher.Hocon(spinning: false)
         coordinator.Tell(new GradientsComputed(work.RunId, step ?? work.Step, microBatch ?? work.MicroBatch, microBatches ?? work.MicroBatches.Length, 0.5,
             work.MicroBatches.Sum(m => m.Names.Length), Filled(Plan(1).Model.ParameterCount, value)), probe.Ref);
 
-    [Fact]
-    public void Micro_batch_sums_are_added_in_the_fixed_pairwise_order_and_late_or_duplicate_replies_are_dropped()
+    /// <summary>A coordinator with workers "a" and "b" registered and started, and the first work each got.</summary>
+    private (IActorRef Coordinator, TestProbe A, TestProbe B, ComputeGradients WorkA, ComputeGradients WorkB) StartWithTwoWorkers(TrainingPlan plan)
     {
-        var plan = Plan(minWorkers: 2);
         var coordinator = Sys.ActorOf(TrainingCoordinator.Props(plan));
         var a = Register(coordinator, "a");
         var b = Register(coordinator, "b");
         coordinator.Tell(StartTraining.Instance, TestActor);
+        return (coordinator, a, b, a.ExpectMsg<ComputeGradients>(Wait), b.ExpectMsg<ComputeGradients>(Wait));
+    }
 
-        var w0 = a.ExpectMsg<ComputeGradients>(Wait);
-        var w1 = b.ExpectMsg<ComputeGradients>(Wait);
+    [Fact]
+    public void Micro_batch_sums_are_added_in_the_fixed_pairwise_order_and_late_or_duplicate_replies_are_dropped()
+    {
+        var plan = Plan(minWorkers: 2);
+        var (coordinator, a, b, w0, w1) = StartWithTwoWorkers(plan);
         Assert.Equal((0, 1), (w0.MicroBatch, w1.MicroBatch));
         Assert.NotNull(w0.Parameters);
 
@@ -134,13 +138,7 @@ public class CoordinatorTests() : TestKit(TorchDispatcher.Hocon(spinning: false)
     public void Each_worker_gets_one_unit_of_the_step_and_a_reply_for_the_wrong_micro_batches_is_dropped()
     {
         var plan = Plan(minWorkers: 2) with { LargestUnit = int.MaxValue };
-        var coordinator = Sys.ActorOf(TrainingCoordinator.Props(plan));
-        var a = Register(coordinator, "a");
-        var b = Register(coordinator, "b");
-        coordinator.Tell(StartTraining.Instance, TestActor);
-
-        var wa = a.ExpectMsg<ComputeGradients>(Wait);
-        var wb = b.ExpectMsg<ComputeGradients>(Wait);
+        var (coordinator, a, b, wa, wb) = StartWithTwoWorkers(plan);
         Assert.Equal((0, 2, 2, 2), (wa.MicroBatch, wa.MicroBatches.Length, wb.MicroBatch, wb.MicroBatches.Length));
         Assert.Equal(plan.Train.Select(n => n.Name).Order(), wa.MicroBatches.Concat(wb.MicroBatches).SelectMany(m => m.Names).Order());
         Assert.Equal(4, wa.MicroBatches.Concat(wb.MicroBatches).Select(m => m.NoiseSeed).Distinct().Count());
