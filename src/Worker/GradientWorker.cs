@@ -118,23 +118,32 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
             if (work.MicroBatches.Length == 0) throw new ArgumentException("a unit of work without micro-batches");
             var parts = new List<MicroBatchGradients>(work.MicroBatches.Length);
             foreach (var part in work.MicroBatches)
-            {
-                if (_faults.SlowDown > TimeSpan.Zero)
-                    Thread.Sleep(_faults.SlowDown); // test-only: a straggling worker, blocking like a long computation would
                 parts.Add(_engine.Compute(part.Names, part.Labels, part.NoiseSeed));
-            }
             var result = GradientTree.Reduce(parts);
             if (!double.IsFinite(result.LossSum) || !VectorMath.AllFinite(result.Gradients))
             {
-                Sender.Tell(new GradientsFailed(work.RunId, work.Step, work.MicroBatch, "non-finite loss or gradient"));
+                Answer(Sender, new GradientsFailed(work.RunId, work.Step, work.MicroBatch, "non-finite loss or gradient"), parts.Count);
                 return;
             }
-            Sender.Tell(new GradientsComputed(work.RunId, work.Step, work.MicroBatch, work.MicroBatches.Length, result.LossSum, result.Count, result.Gradients, result.Correct));
+            Answer(Sender, new GradientsComputed(work.RunId, work.Step, work.MicroBatch, work.MicroBatches.Length, result.LossSum, result.Count, result.Gradients, result.Correct), parts.Count);
         }
         catch (Exception e)
         {
             _log.Warning(e, "Worker {Worker} failed on step {Step} micro-batch {MicroBatch}", _workerId, work.Step, work.MicroBatch);
             Sender.Tell(new GradientsFailed(work.RunId, work.Step, work.MicroBatch, e.Message));
         }
+    }
+
+    /// <summary>
+    /// Sends the answer to a unit of <paramref name="microBatches"/> micro-batches; a worker told to
+    /// straggle (tests only) sends it <see cref="WorkerFaults.SlowDown"/> later per micro-batch, by the
+    /// scheduler, so that its dispatcher thread is not held.
+    /// </summary>
+    private void Answer(IActorRef to, object message, int microBatches)
+    {
+        if (_faults.SlowDown > TimeSpan.Zero)
+            Context.System.Scheduler.ScheduleTellOnce(_faults.SlowDown * microBatches, to, message, Self);
+        else
+            to.Tell(message, Self);
     }
 }

@@ -52,7 +52,6 @@ public sealed class SleepingThreadsExecutorConfigurator(Config config, IDispatch
 /// <summary>A fixed set of background threads taking work from one queue; an idle thread waits on a monitor without spinning.</summary>
 public sealed class SleepingThreadsExecutor : ExecutorService
 {
-
     private readonly Queue<IRunnable> _queue = new();
     private bool _stopped;
 

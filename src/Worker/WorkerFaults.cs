@@ -2,7 +2,7 @@ namespace NameRnn.Worker;
 
 /// <summary>
 /// Faults a worker can be told to show, for the tests of fault handling only (hidden options):
-/// sleep before every micro-batch, and throw once on one (step, micro-batch).
+/// answer later by a time per micro-batch, and throw once on one (step, micro-batch).
 /// </summary>
 public sealed record WorkerFaults(TimeSpan SlowDown, (long Step, int MicroBatch)? FailAt)
 {

@@ -29,7 +29,7 @@ public sealed class WorkerSettings
     [OptionGroup]
     public TlsSettings Tls { get; set; } = new();
 
-    [Option("--test-slow-ms", "sleep this long before every micro-batch", Hidden = true)]
+    [Option("--test-slow-ms", "answer this much later per micro-batch (a straggler)", Hidden = true)]
     public int TestSlowMs { get; set; }
 
     [Option("--test-fail-at", "throw once on STEP:MICROBATCH", Hidden = true)]

@@ -170,7 +170,7 @@ public sealed class TrainSettings : DataSettings
     [OptionGroup]
     public TlsSettings Tls { get; set; } = new();
 
-    [Option("--test-slow-ms", "local worker 1 sleeps this long before every micro-batch", Hidden = true)]
+    [Option("--test-slow-ms", "local worker 1 answers this much later per micro-batch (a straggler)", Hidden = true)]
     public int TestSlowMs { get; set; }
 
     [Option("--test-fail-at", "local worker 1 throws once on STEP:MICROBATCH", Hidden = true)]
@@ -234,16 +234,18 @@ public sealed class TrainSettings : DataSettings
     public IReadOnlyList<string> SeedNodes =>
         (SeedNode ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 
-    public TrainingOptions ToTrainingOptions() => new()
+    public TrainingOptions ToTrainingOptions() => ToTrainingOptions(CellDefaults.For(Cell));
+
+    private TrainingOptions ToTrainingOptions(CellDefaults cell) => new()
     {
         Epochs = Epochs,
         BatchSize = BatchSize,
         MicroBatch = MicroBatch,
         Cell = Cell,
         Hidden = Hidden,
-        Embedding = Embedding ?? CellDefaults.For(Cell).Embedding,
-        Bidirectional = Bidirectional ?? CellDefaults.For(Cell).Bidirectional,
-        Pooling = Pooling ?? CellDefaults.For(Cell).Pooling,
+        Embedding = Embedding ?? cell.Embedding,
+        Bidirectional = Bidirectional ?? cell.Bidirectional,
+        Pooling = Pooling ?? cell.Pooling,
         Layers = Layers,
         Optimizer = Optimizer,
         LearningRate = Lr ?? (Optimizer == Optimizers.Sgd ? 0.1 : Defaults.LearningRate),
@@ -251,11 +253,11 @@ public sealed class TrainSettings : DataSettings
         WeightDecay = WeightDecay,
         Schedule = Schedule,
         ClipNorm = ClipNorm,
-        ClassWeightPower = ClassWeightPower ?? CellDefaults.For(Cell).ClassWeightPower,
+        ClassWeightPower = ClassWeightPower ?? cell.ClassWeightPower,
         Seed = Seed,
-        AverageDecay = AverageDecay ?? CellDefaults.For(Cell).AverageDecay,
-        Dropout = Dropout ?? CellDefaults.For(Cell).Dropout,
-        LabelSmoothing = LabelSmoothing ?? CellDefaults.For(Cell).LabelSmoothing,
+        AverageDecay = AverageDecay ?? cell.AverageDecay,
+        Dropout = Dropout ?? cell.Dropout,
+        LabelSmoothing = LabelSmoothing ?? cell.LabelSmoothing,
     };
 }
 

@@ -222,18 +222,12 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
     {
         var run = _run!;
         var state = _workers[worker];
-        var (first, count) = _units[unit];
         var parameters = state.KnownVersion == run.ParametersVersion ? null : run.Parameters;
         state.KnownVersion = run.ParametersVersion;
-        state.Outstanding.Add((run.Step, first));
+        state.Outstanding.Add((run.Step, _units[unit].First));
         _inFlight[unit].Add((worker, Now));
-        var work = new MicroBatchWork[count];
-        for (var i = 0; i < count; i++)
-        {
-            var batch = _microBatches[first + i];
-            work[i] = new MicroBatchWork(batch.Names, batch.Labels, batch.NoiseSeed);
-        }
-        worker.Tell(new ComputeGradients(_plan.RunId, run.Step, first, run.ParametersVersion, parameters, work));
+        var work = BatchesOf(unit).Select(b => new MicroBatchWork(b.Names, b.Labels, b.NoiseSeed)).ToArray();
+        worker.Tell(new ComputeGradients(_plan.RunId, run.Step, _units[unit].First, run.ParametersVersion, parameters, work));
     }
 
     /// <summary>The unit of the current step that starts at <paramref name="microBatch"/>, or −1.</summary>
@@ -244,8 +238,11 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
         return -1;
     }
 
+    /// <summary>The micro-batches of a unit of the current step.</summary>
+    private IEnumerable<MicroBatch> BatchesOf(int unit) => _microBatches.Skip(_units[unit].First).Take(_units[unit].MicroBatches);
+
     /// <summary>"micro-batch 3" or "micro-batches 4-7": a unit for the log.</summary>
-    private string Describe(int unit) => _units[unit] is var (first, count) && count == 1 ? $"micro-batch {first}" : $"micro-batches {Range(unit)}";
+    private string Describe(int unit) => (_units[unit].MicroBatches == 1 ? "micro-batch " : "micro-batches ") + Range(unit);
 
     private string Range(int unit) => _units[unit] is var (first, count) && count == 1 ? $"{first}" : $"{first}-{first + count - 1}";
 
@@ -278,9 +275,7 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
             return;
         }
         var (first, count) = _units[unit];
-        var expected = 0;
-        for (var i = first; i < first + count; i++) expected += _microBatches[i].Names.Length;
-        if (reply.MicroBatches != count || reply.Count != expected || reply.Gradients.Length != _plan.Model.ParameterCount)
+        if (reply.MicroBatches != count || reply.Count != BatchesOf(unit).Sum(b => b.Names.Length) || reply.Gradients.Length != _plan.Model.ParameterCount)
         {
             _log.Warning("Dropped a malformed reply for step {Step} {Unit}: {MicroBatches} micro-batches, {Count} names, {Values} values",
                 reply.Step, Describe(unit), reply.MicroBatches, reply.Count, reply.Gradients.Length);
@@ -313,8 +308,7 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
             Describe(index), failed.Step, _workers.GetValueOrDefault(Sender)?.Id ?? Sender.Path.ToString(), _failures[index], _plan.MaxAttemptsPerMicroBatch, failed.Reason);
         if (_failures[index] >= _plan.MaxAttemptsPerMicroBatch)
         {
-            var (first, count) = _units[index];
-            var names = string.Join(", ", _microBatches.Skip(first).Take(count).SelectMany(b => b.Names));
+            var names = string.Join(", ", BatchesOf(index).SelectMany(b => b.Names));
             Fail($"{Describe(index)} of step {failed.Step} failed {_failures[index]} times (last: {failed.Reason}); its names: {names}");
             return;
         }

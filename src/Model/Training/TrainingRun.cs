@@ -85,22 +85,23 @@ public sealed class TrainingRun
     /// <summary>The parameters' version: the number of steps applied.</summary>
     public long ParametersVersion => Step;
 
+    /// <summary>The current step's positions in the epoch's order: [Start, End).</summary>
+    private (int Start, int End) StepRange => (StepInEpoch * _options.BatchSize, Math.Min((StepInEpoch + 1) * _options.BatchSize, _train.Count));
+
     /// <summary>How many micro-batches the current step has (the last step of an epoch may have fewer).</summary>
     public int MicroBatchCount
     {
         get
         {
-            var start = StepInEpoch * _options.BatchSize;
-            var names = Math.Min(start + _options.BatchSize, _train.Count) - start;
-            return (names + _options.MicroBatch - 1) / _options.MicroBatch;
+            var (start, end) = StepRange;
+            return (end - start + _options.MicroBatch - 1) / _options.MicroBatch;
         }
     }
 
     public IReadOnlyList<MicroBatch> MicroBatches()
     {
         if (Finished) throw new InvalidOperationException("the run has finished");
-        var start = StepInEpoch * _options.BatchSize;
-        var end = Math.Min(start + _options.BatchSize, _train.Count);
+        var (start, end) = StepRange;
         var result = new List<MicroBatch>();
         for (var s = start; s < end; s += _options.MicroBatch)
         {
