@@ -1,3 +1,5 @@
+using Akka.Actor;
+
 namespace NameRnn.Contracts;
 
 /// <summary>Marker for every message that crosses between coordinator and workers.</summary>
@@ -6,7 +8,7 @@ public interface INameRnnMessage;
 /// <summary>The coordinator/worker protocol's version; a worker with another one is refused.</summary>
 public static class Protocol
 {
-    public const int Version = 3;
+    public const int Version = 4;
 }
 
 /// <summary>What a worker needs to build the model it computes gradients for.</summary>
@@ -35,21 +37,38 @@ public sealed record MicroBatchWork(string[] Names, int[] Labels, long NoiseSeed
 /// Compute the gradient sums of the consecutive micro-batches <see cref="MicroBatch"/>, <see cref="MicroBatch"/> + 1, …
 /// (one unit of work, <see cref="MicroBatches"/>) at parameter version <see cref="ParametersVersion"/>, and add
 /// them in the fixed pairwise order of <c>GradientTree</c>. <see cref="Parameters"/> is null when the worker was
-/// already sent that version. Nobody changes the arrays after sending.
+/// already sent that version, or will have it: a worker that keeps a replica (see <see cref="ReplicaState"/>)
+/// takes each step itself from the step's block sums, and may be handed the next step's work before it has
+/// them. It sends its answer to the coordinator and to each of <see cref="Peers"/>, the replicas of the step,
+/// which need every block sum of the step (<see cref="StepMicroBatches"/> micro-batches in all) and its
+/// <see cref="LearningRate"/> to take it. Nobody changes the arrays after sending.
 /// </summary>
 public sealed record ComputeGradients(
-    string RunId, long Step, int MicroBatch, long ParametersVersion, float[]? Parameters, MicroBatchWork[] MicroBatches) : INameRnnMessage;
+    string RunId, long Step, int MicroBatch, long ParametersVersion, float[]? Parameters, MicroBatchWork[] MicroBatches,
+    int StepMicroBatches = 0, double LearningRate = 0, IActorRef[]? Peers = null) : INameRnnMessage;
 
 /// <summary>
 /// The summed gradient and loss of one unit of work: the <see cref="MicroBatches"/> micro-batches from
 /// <see cref="MicroBatch"/> on of step <see cref="Step"/>, added in the fixed pairwise order; <see cref="Count"/>
-/// names in all, <see cref="Correct"/> of them right in the forward pass.
+/// names in all, <see cref="Correct"/> of them right in the forward pass. Sent to the coordinator and to the
+/// step's replicas, with what they need to take the step: its number of micro-batches and its learning rate.
 /// </summary>
 public sealed record GradientsComputed(
-    string RunId, long Step, int MicroBatch, int MicroBatches, double LossSum, int Count, float[] Gradients, int Correct = 0) : INameRnnMessage;
+    string RunId, long Step, int MicroBatch, int MicroBatches, double LossSum, int Count, float[] Gradients, int Correct = 0,
+    int StepMicroBatches = 0, double LearningRate = 0) : INameRnnMessage;
 
 /// <summary>The worker could not compute the unit of work that starts at <see cref="MicroBatch"/> (an exception, a non-finite gradient).</summary>
 public sealed record GradientsFailed(string RunId, long Step, int MicroBatch, string Reason) : INameRnnMessage;
 
 /// <summary>The worker lacks the parameter version the work asks for and needs them sent in full.</summary>
 public sealed record ParametersMissing(string RunId, long Step, int MicroBatch, long ParametersVersion) : INameRnnMessage;
+
+/// <summary>
+/// The run's state at parameter version <see cref="Version"/>, for a worker to keep a replica of it: part 0
+/// is the parameters, parts 1 … <see cref="Parts"/> − 1 the optimizer's buffers (one message each, so that
+/// none is larger than a parameter message), with what the optimizer needs to go on exactly as the
+/// coordinator's does.
+/// </summary>
+public sealed record ReplicaState(
+    string RunId, long Version, int Part, int Parts, string Optimizer, long OptimizerSteps, double Momentum, double WeightDecay, double ClipNorm,
+    float[] Values) : INameRnnMessage;

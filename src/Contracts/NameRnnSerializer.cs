@@ -13,7 +13,7 @@ namespace NameRnn.Contracts;
 public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWithStringManifest(system)
 {
     public const int SerializerId = 8_117;
-    private const byte FormatVersion = 2;
+    private const byte FormatVersion = 3;
 
     private const string ModelSpecManifest = "MS";
     private const string RegisterManifest = "RW";
@@ -23,6 +23,7 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
     private const string ComputedManifest = "GC";
     private const string FailedManifest = "GF";
     private const string MissingManifest = "PM";
+    private const string ReplicaManifest = "RS";
 
     public override int Identifier => SerializerId;
 
@@ -36,6 +37,7 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
         GradientsComputed => ComputedManifest,
         GradientsFailed => FailedManifest,
         ParametersMissing => MissingManifest,
+        ReplicaState => ReplicaManifest,
         _ => throw new SerializationException($"{o.GetType()} is not a NameRnn message"),
     };
 
@@ -58,12 +60,21 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
                 {
                     w.Strings(part.Names); w.Int32s(part.Labels); w.Int64(part.NoiseSeed);
                 }
+                w.Int32(m.StepMicroBatches); w.Double(m.LearningRate);
+                var peers = m.Peers ?? [];
+                w.Int32(peers.Length);
+                foreach (var peer in peers) w.String(Serialization.SerializedActorPath(peer));
                 break;
             case GradientsComputed m:
                 w.String(m.RunId); w.Int64(m.Step); w.Int32(m.MicroBatch); w.Int32(m.MicroBatches); w.Double(m.LossSum); w.Int32(m.Count); w.Floats(m.Gradients); w.Int32(m.Correct);
+                w.Int32(m.StepMicroBatches); w.Double(m.LearningRate);
                 break;
             case GradientsFailed m: w.String(m.RunId); w.Int64(m.Step); w.Int32(m.MicroBatch); w.String(m.Reason); break;
             case ParametersMissing m: w.String(m.RunId); w.Int64(m.Step); w.Int32(m.MicroBatch); w.Int64(m.ParametersVersion); break;
+            case ReplicaState m:
+                w.String(m.RunId); w.Int64(m.Version); w.Int32(m.Part); w.Int32(m.Parts); w.String(m.Optimizer); w.Int64(m.OptimizerSteps);
+                w.Double(m.Momentum); w.Double(m.WeightDecay); w.Double(m.ClipNorm); w.Floats(m.Values);
+                break;
             default: throw new SerializationException($"{obj.GetType()} is not a NameRnn message");
         }
         return w.ToArray();
@@ -83,10 +94,11 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
                 RegisterManifest => new RegisterWorker(r.Int32(), r.String(), r.String(), r.String()),
                 AcceptedManifest => new WorkerAccepted(r.String(), ReadSpec(ref r), r.Floats(), r.Double(), r.Double()),
                 RefusedManifest => new WorkerRefused(r.String()),
-                ComputeManifest => ReadCompute(ref r),
-                ComputedManifest => new GradientsComputed(r.String(), r.Int64(), r.Int32(), r.Int32(), r.Double(), r.Int32(), r.RequiredFloats(), r.Int32()),
+                ComputeManifest => ReadCompute(ref r, system),
+                ComputedManifest => new GradientsComputed(r.String(), r.Int64(), r.Int32(), r.Int32(), r.Double(), r.Int32(), r.RequiredFloats(), r.Int32(), r.Int32(), r.Double()),
                 FailedManifest => new GradientsFailed(r.String(), r.Int64(), r.Int32(), r.String()),
                 MissingManifest => new ParametersMissing(r.String(), r.Int64(), r.Int32(), r.Int64()),
+                ReplicaManifest => new ReplicaState(r.String(), r.Int64(), r.Int32(), r.Int32(), r.String(), r.Int64(), r.Double(), r.Double(), r.Double(), r.RequiredFloats()),
                 _ => throw new FormatException($"unknown manifest '{manifest}'"),
             };
             r.End();
@@ -98,7 +110,7 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
         }
     }
 
-    private static ComputeGradients ReadCompute(ref WireReader r)
+    private static ComputeGradients ReadCompute(ref WireReader r, ExtendedActorSystem system)
     {
         var (runId, step, microBatch, version, parameters) = (r.String(), r.Int64(), r.Int32(), r.Int64(), r.Floats());
         var parts = new MicroBatchWork[r.Count(MicroBatchWorkMinimumBytes)];
@@ -108,7 +120,16 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
             if (parts[i].Names.Length != parts[i].Labels.Length)
                 throw new FormatException($"micro-batch {i} of the unit has {parts[i].Names.Length} names but {parts[i].Labels.Length} labels");
         }
-        return new ComputeGradients(runId, step, microBatch, version, parameters, parts);
+        var (stepMicroBatches, learningRate) = (r.Int32(), r.Double());
+        var peers = new IActorRef[r.Count(4)];
+        for (var i = 0; i < peers.Length; i++) peers[i] = ResolvePeer(system, r.String());
+        return new ComputeGradients(runId, step, microBatch, version, parameters, parts, stepMicroBatches, learningRate, peers);
+    }
+
+    private static IActorRef ResolvePeer(ExtendedActorSystem system, string path)
+    {
+        if (!ActorPath.TryParse(path, out _)) throw new FormatException($"a peer's actor path '{path}' does not parse");
+        return system.Provider.ResolveActorRef(path);
     }
 
     /// <summary>The fewest bytes one <see cref="MicroBatchWork"/> takes: two empty arrays and the seed.</summary>
@@ -125,8 +146,9 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
     private static int EstimateSize(object obj) => obj switch
     {
         ComputeGradients m => 1 + WireWriter.SizeOf(m.RunId) + 8 + 4 + 8 + WireWriter.SizeOf(m.Parameters)
-            + 4 + m.MicroBatches.Sum(p => 4 + p.Names.Sum(WireWriter.SizeOf) + 4 + p.Labels.Length * 4 + 8),
-        GradientsComputed m => 1 + WireWriter.SizeOf(m.RunId) + 8 + 4 + 4 + 8 + 4 + WireWriter.SizeOf(m.Gradients) + 4,
+            + 4 + m.MicroBatches.Sum(p => 4 + p.Names.Sum(WireWriter.SizeOf) + 4 + p.Labels.Length * 4 + 8) + 4 + 8 + 4 + (m.Peers ?? []).Sum(p => WireWriter.SizeOf(Serialization.SerializedActorPath(p))),
+        GradientsComputed m => 1 + WireWriter.SizeOf(m.RunId) + 8 + 4 + 4 + 8 + 4 + WireWriter.SizeOf(m.Gradients) + 4 + 4 + 8,
+        ReplicaState m => 128 + WireWriter.SizeOf(m.RunId) + WireWriter.SizeOf(m.Optimizer) + WireWriter.SizeOf(m.Values),
         WorkerAccepted m => 256 + (m.ClassWeights?.Length ?? 0) * 4,
         _ => 128,
     };

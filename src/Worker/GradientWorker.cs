@@ -11,6 +11,12 @@ namespace NameRnn.Worker;
 /// keeps the last parameter version it was sent, and answers every <see cref="ComputeGradients"/> (a unit
 /// of one or more micro-batches) with one <see cref="GradientsComputed"/>, their sum in the order of
 /// <see cref="GradientTree"/>, or with <see cref="GradientsFailed"/>.
+/// <para>
+/// Given the run's state (<see cref="ReplicaState"/>), it also keeps a replica of the parameters: it sends
+/// each block sum to the step's other replicas as well, and once it holds every block of a step it takes
+/// the optimizer step itself (<see cref="ParameterReplica"/>, the same bits as the coordinator), so the next
+/// step's work, handed out ahead, starts without waiting for the coordinator.
+/// </para>
 /// The TorchSharp work is synchronous inside the handler, on the dispatcher of its own.
 /// </summary>
 public sealed class GradientWorker : ReceiveActor, IWithTimers
@@ -27,6 +33,12 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
     private GradientEngine? _engine;
     private string? _runId;
     private bool _failedOnce;
+    private ParameterReplica? _replica;
+    private readonly Dictionary<long, float[]> _versions = [];
+    private readonly Dictionary<long, Dictionary<int, GradientsComputed>> _blocks = [];
+    private readonly List<(ComputeGradients Work, IActorRef From, TimeSpan Since)> _deferred = [];
+    private (long Version, float[][] Values)? _stateParts;
+    private readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
 
     public GradientWorker(IActorRef? coordinator, string workerId, string secret, WorkerFaults faults, Hosting.RunIdEnricher? runIdLog)
     {
@@ -48,6 +60,22 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
             _log.Error("Worker {Worker} refused by the coordinator: {Reason}", _workerId, refused.Reason);
         });
         Receive<ComputeGradients>(OnCompute);
+        Receive<GradientsComputed>(OnBlock);
+        Receive<ReplicaState>(OnState);
+        Receive<CheckDeferred>(_ => OnCheckDeferred());
+    }
+
+    /// <summary>How long work may wait for the blocks its parameter version needs before the worker asks for the parameters instead.</summary>
+    public static readonly TimeSpan ReplicaWait = TimeSpan.FromSeconds(2);
+
+    private const string DeferredTimer = "deferred";
+
+    /// <summary>The parameters and at most a few optimizer buffers (Adam has two).</summary>
+    private const int MaxStateParts = 8;
+
+    private sealed class CheckDeferred
+    {
+        public static readonly CheckDeferred Instance = new();
     }
 
     public ITimerScheduler Timers { get; set; } = null!;
@@ -88,6 +116,11 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
         }
         _engine?.Dispose();
         _engine = new GradientEngine(config, accepted.ClassWeights, accepted.Dropout, accepted.LabelSmoothing);
+        _replica = null;
+        _versions.Clear();
+        _blocks.Clear();
+        _deferred.Clear();
+        _stateParts = null;
         _runId = accepted.RunId;
         if (_runIdLog is not null) _runIdLog.RunId = accepted.RunId;
         _log.Info("Worker {Worker} joined run {RunId}: {Cell} hidden {Hidden}", _workerId, accepted.RunId, config.Cell, config.Hidden);
@@ -102,11 +135,25 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
         }
         if (work.Parameters is not null)
             _engine.LoadParameters(work.ParametersVersion, work.Parameters);
+        else if (_engine.LoadedVersion != work.ParametersVersion && _versions.TryGetValue(work.ParametersVersion, out var known))
+            _engine.LoadParameters(work.ParametersVersion, known);
         else if (_engine.LoadedVersion != work.ParametersVersion)
         {
+            if (_replica is not null && work.ParametersVersion > _replica.Version)
+            {
+                // The replica gets there once the blocks of the steps before are in.
+                _deferred.Add((work, Sender, _clock.Elapsed));
+                Timers.StartPeriodicTimer(DeferredTimer, CheckDeferred.Instance, ReplicaWait / 4);
+                return;
+            }
             Sender.Tell(new ParametersMissing(work.RunId, work.Step, work.MicroBatch, work.ParametersVersion));
             return;
         }
+        Compute(work, Sender);
+    }
+
+    private void Compute(ComputeGradients work, IActorRef coordinator)
+    {
         try
         {
             var last = work.MicroBatch + work.MicroBatches.Length - 1;
@@ -118,20 +165,130 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
             if (work.MicroBatches.Length == 0) throw new ArgumentException("a unit of work without micro-batches");
             var parts = new List<MicroBatchGradients>(work.MicroBatches.Length);
             foreach (var part in work.MicroBatches)
-                parts.Add(_engine.Compute(part.Names, part.Labels, part.NoiseSeed));
+                parts.Add(_engine!.Compute(part.Names, part.Labels, part.NoiseSeed));
             var result = GradientTree.Reduce(parts);
             if (!double.IsFinite(result.LossSum) || !VectorMath.AllFinite(result.Gradients))
             {
-                Answer(Sender, new GradientsFailed(work.RunId, work.Step, work.MicroBatch, "non-finite loss or gradient"), parts.Count);
+                Answer(coordinator, new GradientsFailed(work.RunId, work.Step, work.MicroBatch, "non-finite loss or gradient"), parts.Count);
                 return;
             }
-            Answer(Sender, new GradientsComputed(work.RunId, work.Step, work.MicroBatch, work.MicroBatches.Length, result.LossSum, result.Count, result.Gradients, result.Correct), parts.Count);
+            var answer = new GradientsComputed(work.RunId, work.Step, work.MicroBatch, work.MicroBatches.Length, result.LossSum, result.Count, result.Gradients, result.Correct,
+                work.StepMicroBatches, work.LearningRate);
+            // The peers first: they wait for it to take the step; the coordinator only keeps its own copy.
+            foreach (var peer in work.Peers ?? [])
+                if (!peer.Equals(Self)) Answer(peer, answer, parts.Count);
+            Answer(coordinator, answer, parts.Count);
+            if (work.Peers is { } peers && peers.Contains(Self)) OnBlock(answer);
         }
         catch (Exception e)
         {
             _log.Warning(e, "Worker {Worker} failed on step {Step} micro-batch {MicroBatch}", _workerId, work.Step, work.MicroBatch);
-            Sender.Tell(new GradientsFailed(work.RunId, work.Step, work.MicroBatch, e.Message));
+            coordinator.Tell(new GradientsFailed(work.RunId, work.Step, work.MicroBatch, e.Message));
         }
+    }
+
+    /// <summary>
+    /// A block sum of a step, from a peer or this worker's own: once the replica has every block of the
+    /// step at its version, it takes that step, and the work waiting for the new version runs.
+    /// </summary>
+    private void OnBlock(GradientsComputed block)
+    {
+        // Blocks of steps far ahead cannot be of use (work goes out at most one step ahead): a bound on what is kept.
+        if (_replica is null || block.RunId != _runId || block.Step < _replica.Version || block.Step > _replica.Version + 4 || block.StepMicroBatches < 1) return;
+        if (!_blocks.TryGetValue(block.Step, out var ofStep)) _blocks[block.Step] = ofStep = [];
+        ofStep.TryAdd(block.MicroBatch, block);
+        Advance();
+    }
+
+    private void Advance()
+    {
+        while (_replica is not null && _blocks.TryGetValue(_replica.Version, out var ofStep) && ofStep.Count > 0)
+        {
+            var any = ofStep.Values.First();
+            if (ofStep.Values.Sum(b => b.MicroBatches) < any.StepMicroBatches) break;
+            var step = _replica.Version;
+            try
+            {
+                _replica.Apply(ofStep.Values.Select(b => new GradientBlock(b.MicroBatch, b.MicroBatches, new MicroBatchGradients(b.LossSum, b.Count, b.Gradients, b.Correct))).ToList(),
+                    any.StepMicroBatches, any.LearningRate);
+            }
+            catch (ArgumentException e)
+            {
+                // Blocks that do not fit together (overlapping ones from another cut of the step): the coordinator's state will come instead.
+                _log.Warning("Worker {Worker} cannot take step {Step} from its blocks: {Reason}", _workerId, step, e.Message);
+                _blocks.Remove(step);
+                break;
+            }
+            _blocks.Remove(step);
+            Keep(_replica.Version, _replica.Parameters);
+        }
+        RunDeferred();
+    }
+
+    /// <summary>Keeps the parameters of the newest two versions, so that a late unit of the step before can still be computed.</summary>
+    private void Keep(long version, float[] parameters)
+    {
+        _versions[version] = parameters;
+        foreach (var old in _versions.Keys.Where(v => v < version - 1).ToList()) _versions.Remove(old);
+        foreach (var old in _blocks.Keys.Where(s => s < version).ToList()) _blocks.Remove(old);
+    }
+
+    private void RunDeferred()
+    {
+        foreach (var (work, from, _) in _deferred.Where(d => _versions.ContainsKey(d.Work.ParametersVersion)).ToList())
+        {
+            // Computing one may take the replica further and run the others already (through its own block).
+            if (_deferred.RemoveAll(d => ReferenceEquals(d.Work, work)) == 0) continue;
+            if (_engine!.LoadedVersion != work.ParametersVersion) _engine.LoadParameters(work.ParametersVersion, _versions[work.ParametersVersion]);
+            Compute(work, from);
+        }
+        if (_deferred.Count == 0) Timers.Cancel(DeferredTimer);
+    }
+
+    /// <summary>Work that has waited too long for its version (a block that never came) goes back: the coordinator then sends the state.</summary>
+    private void OnCheckDeferred()
+    {
+        var now = _clock.Elapsed;
+        foreach (var (work, from, since) in _deferred.Where(d => now - d.Since > ReplicaWait).ToList())
+        {
+            _deferred.RemoveAll(d => ReferenceEquals(d.Work, work));
+            _log.Warning("Worker {Worker} waited {Seconds:F1} s for the blocks of step {Step}; it asks for the parameters", _workerId, (now - since).TotalSeconds, work.ParametersVersion - 1);
+            from.Tell(new ParametersMissing(work.RunId, work.Step, work.MicroBatch, work.ParametersVersion));
+        }
+        if (_deferred.Count == 0) Timers.Cancel(DeferredTimer);
+    }
+
+    /// <summary>One part of the run's state; with all of them in, the replica starts (or jumps ahead) at that version.</summary>
+    private void OnState(ReplicaState part)
+    {
+        if (_engine is null || part.RunId != _runId || part.Parts is < 1 or > MaxStateParts || part.Part < 0 || part.Part >= part.Parts) return;
+        if (_stateParts is not { } parts || parts.Version != part.Version || parts.Values.Length != part.Parts)
+            _stateParts = parts = (part.Version, new float[part.Parts][]);
+        parts.Values[part.Part] = part.Values;
+        if (parts.Values.Any(v => v is null)) return;
+        var values = parts.Values;
+        _stateParts = null;
+        if (values[0].Length != _engine.Config.ParameterCount || values.Any(v => v.Length != values[0].Length))
+        {
+            _log.Warning("Worker {Worker} got a state of {Count} values for a model of {Parameters}", _workerId, values[0].Length, _engine.Config.ParameterCount);
+            return;
+        }
+        _versions[part.Version] = values[0];
+        if (_replica is null || part.Version > _replica.Version)
+        {
+            try
+            {
+                _replica = new ParameterReplica(part.Version, values[0], new OptimizerState(part.Optimizer, part.OptimizerSteps, values[1..]), part.Momentum, part.WeightDecay, part.ClipNorm);
+            }
+            catch (ArgumentException e)
+            {
+                _log.Warning("Worker {Worker} cannot keep a replica: {Reason}", _workerId, e.Message);
+                _replica = null;
+                return;
+            }
+            Keep(part.Version, values[0]);
+        }
+        Advance();
     }
 
     /// <summary>

@@ -168,7 +168,7 @@ public static class BenchCommand
         torch.set_num_threads(1);
         var config = options.Model(data.Labels.Count);
         var plan = new TrainingPlan("bench", options, config, data.Labels, train, data.SplitOf(Split.Validation), data.SplitOf(Split.Test),
-            clusterWorkers ?? localWorkers) { StopAtTestAccuracy = stopAt };
+            clusterWorkers ?? localWorkers) { StopAtTestAccuracy = stopAt, Replicas = clusterWorkers is not null };
         var workers = new List<Process>();
         ClusterMode? cluster = null;
         string? addressFile = null;

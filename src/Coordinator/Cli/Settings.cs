@@ -149,6 +149,9 @@ public sealed class TrainSettings : DataSettings
     [System.Text.Json.Serialization.JsonIgnore]
     public string ClusterSecret { get; set; } = "";
 
+    [Option("--nice", "cluster mode: the coordinator node's CPU priority (the Unix nice value, 0-19), so that workers on the same machine come first", Value = "N")]
+    public int Nice { get; set; } = NameRnn.Coordinator.Training.ClusterMode.DefaultNice;
+
     [Option("--address-file", "cluster mode: write this node's cluster address to the file once it listens", Value = "PATH")]
     public string? AddressFile { get; set; }
 
@@ -167,6 +170,12 @@ public sealed class TrainSettings : DataSettings
     [Option("--max-attempts", "failures of one unit of work (exceptions, non-finite gradients) that stop the run", Value = "K")]
     public int MaxAttempts { get; set; } = 3;
 
+    [Option("--replicas", "auto, on or off: workers keep replicas of the parameters and optimizer state and take each step themselves from each other's gradients (one message hop per step instead of two; the same result); auto = on in cluster mode, off in local mode", Value = "MODE")]
+    public string Replicas { get; set; } = "auto";
+
+    /// <summary>Whether the workers keep replicas, with "auto" resolved for the mode.</summary>
+    public bool UseReplicas => Replicas == "on" || (Replicas == "auto" && Cluster);
+
     [OptionGroup]
     public TlsSettings Tls { get; set; } = new();
 
@@ -184,7 +193,7 @@ public sealed class TrainSettings : DataSettings
     {
         "--resume", "--workers", "--cluster", "--hostname", "--public-hostname", "--port", "--min-workers", "--seed-node",
         "--max-frame-size", "--cluster-secret", "--address-file", "--data", "--data-dir", "--data-url", "--worker-timeout",
-        "--assignment-timeout", "--max-attempts", "--verbose", "--test-slow-ms", "--test-fail-at", "--tls-certificate",
+        "--assignment-timeout", "--max-attempts", "--replicas", "--nice", "--verbose", "--test-slow-ms", "--test-fail-at", "--tls-certificate",
         "--tls-password", "--tls-insecure", "--public-hostname", "--log-level",
     };
 
@@ -225,6 +234,8 @@ public sealed class TrainSettings : DataSettings
         if (Cluster) Tls.Options()?.Load().Dispose();
         CommandLine.Range("--min-workers", MinWorkers, 1, 4096);
         CommandLine.Range("--max-frame-size", MaxFrameSize, 128_000, 1 << 30);
+        CommandLine.Range("--nice", Nice, 0, 19);
+        CommandLine.OneOf("--replicas", Replicas, ["auto", "on", "off"]);
         // One message carries the parameters and a unit of work: up to a whole step's names (when one worker is left).
         var needed = NameRnnHosting.RequiredFrameSize(ToTrainingOptions().Model(18).ParameterCount, Math.Max(BatchSize, 1));
         if (Cluster && needed > MaxFrameSize)

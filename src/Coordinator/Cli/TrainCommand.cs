@@ -98,9 +98,10 @@ public static class TrainCommand
             Resume = checkpoint,
             WorkerTimeout = TimeSpan.FromSeconds(settings.WorkerTimeout),
             AssignmentTimeout = TimeSpan.FromSeconds(settings.AssignmentTimeout),
+            Replicas = settings.UseReplicas,
         };
         var cluster = settings.Cluster
-            ? new ClusterMode(settings.Hostname, settings.PublicHostname, settings.Port, settings.SeedNodes, settings.MaxFrameSize, settings.AddressFile, settings.Tls.Options())
+            ? new ClusterMode(settings.Hostname, settings.PublicHostname, settings.Port, settings.SeedNodes, settings.MaxFrameSize, settings.AddressFile, settings.Tls.Options(), settings.Nice)
             : null;
         var faults = new NameRnn.Worker.WorkerFaults(TimeSpan.FromMilliseconds(settings.TestSlowMs), NameRnn.Worker.WorkerFaults.ParseFailAt(settings.TestFailAt));
         var recording = new RecorderOptions(outDir, stderr, bar, checkpoint?.State.Step ?? 0);

@@ -15,9 +15,12 @@ namespace NameRnn.Coordinator.Training;
 /// one per live worker), hands them to idle workers (with the parameters where the worker lacks that
 /// version), takes the first reply for each (step, unit) and drops the rest, and when every unit of
 /// the step is in lets <see cref="TrainingRun"/> add their sums up the tree and step the optimizer.
-/// A worker adds its unit's micro-batches itself, so each sends one gradient per step. Work of a
-/// worker that dies, becomes unreachable or takes too long goes to the others; a failing unit is
-/// retried on another worker. After each epoch it evaluates on the
+/// A worker adds its unit's micro-batches itself, so each sends one gradient per step. With replicas
+/// (<see cref="TrainingPlan.Replicas"/>) the workers also send their block sums to each other and take
+/// each step themselves, and the next step's units go out before this step is in, so that a step costs
+/// one message hop; the coordinator still applies every step to its own copy, and sends that state to a
+/// worker that joins or falls behind. Work of a worker that dies, becomes unreachable or takes too
+/// long goes to the others; a failing unit is retried on another worker. After each epoch it evaluates on the
 /// validation split and keeps the best parameters; checkpoints let a run continue exactly; at the
 /// end it evaluates the best parameters on the test split, once.
 /// </summary>
@@ -31,10 +34,81 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
         public string Id { get; } = id;
         public Address Address { get; } = address;
         public HashSet<(long Step, int MicroBatch)> Outstanding { get; } = [];
+        /// <summary>The parameter version the worker has loaded, as far as the coordinator sent it.</summary>
         public long KnownVersion { get; set; } = -1;
+        /// <summary>The version of the worker's replica once the blocks of the steps it takes part in are in; −1 when it has none (see <see cref="ReplicaState"/>).</summary>
+        public long ReplicaVersion { get; set; } = -1;
         public bool Suspended { get; set; }
-        public bool Idle => Outstanding.Count == 0 && !Suspended;
-        public bool CanTake(int depth) => Outstanding.Count < depth && !Suspended;
+        public bool IdleIn(long step) => !Suspended && HeldOf(step) == 0;
+        public int HeldOf(long step) => Outstanding.Count(o => o.Step == step);
+        public bool CanTake(int depth, long step) => !Suspended && HeldOf(step) < depth;
+    }
+
+    /// <summary>
+    /// One step's work: its micro-batches cut into units, what became of each unit, and, with replicas,
+    /// the workers that take the step themselves from its blocks: <see cref="Peers"/> are named in every
+    /// assignment of the step and get each block from the worker that computed it; <see cref="LatePeers"/>
+    /// came in after work was handed out, and the coordinator forwards them every block it accepts.
+    /// </summary>
+    private sealed class StepWork
+    {
+        public StepWork(long step, IReadOnlyList<MicroBatch> microBatches, IReadOnlyList<(int First, int MicroBatches)> units, double learningRate, IEnumerable<IActorRef> peers)
+        {
+            Step = step;
+            MicroBatches = microBatches;
+            Units = units;
+            LearningRate = learningRate;
+            var n = units.Count;
+            Results = new GradientBlock?[n];
+            ComputedBy = new string?[n];
+            Failures = new int[n];
+            FailedOn = Enumerable.Range(0, n).Select(_ => new HashSet<IActorRef>()).ToArray();
+            InFlight = Enumerable.Range(0, n).Select(_ => new List<(IActorRef, TimeSpan)>()).ToArray();
+            Pending = Enumerable.Range(0, n).ToList();
+            Peers = peers.ToHashSet();
+        }
+
+        public long Step { get; }
+        public IReadOnlyList<MicroBatch> MicroBatches { get; }
+        public IReadOnlyList<(int First, int MicroBatches)> Units { get; }
+        public double LearningRate { get; }
+        public GradientBlock?[] Results { get; }
+        public string?[] ComputedBy { get; }
+        public int[] Failures { get; }
+        public HashSet<IActorRef>[] FailedOn { get; }
+        public List<(IActorRef Worker, TimeSpan Since)>[] InFlight { get; }
+        public List<int> Pending { get; }
+        public List<double> Durations { get; } = [];
+        public int Received { get; set; }
+        public HashSet<IActorRef> Peers { get; }
+        public HashSet<IActorRef> LatePeers { get; } = [];
+        public List<GradientsComputed> Accepted { get; } = [];
+        public bool Complete => Received == Results.Length;
+        public IActorRef[] AllPeers => Peers.Concat(LatePeers).ToArray();
+
+        /// <summary>The unit that starts at <paramref name="microBatch"/>, or −1.</summary>
+        public int UnitAt(int microBatch)
+        {
+            for (var i = 0; i < Units.Count; i++)
+                if (Units[i].First == microBatch) return i;
+            return -1;
+        }
+
+        /// <summary>The micro-batches of a unit.</summary>
+        public IEnumerable<MicroBatch> BatchesOf(int unit) => MicroBatches.Skip(Units[unit].First).Take(Units[unit].MicroBatches);
+
+        /// <summary>"micro-batch 3" or "micro-batches 4-7": a unit for the log.</summary>
+        public string Describe(int unit) => (Units[unit].MicroBatches == 1 ? "micro-batch " : "micro-batches ") + Range(unit);
+
+        public string Range(int unit) => Units[unit] is var (first, count) && count == 1 ? $"{first}" : $"{first}-{first + count - 1}";
+
+        /// <summary>Puts a unit back in line unless it is done, waiting, or still being computed elsewhere.</summary>
+        public void Requeue(int unit)
+        {
+            if (Results[unit] is not null || Pending.Contains(unit) || InFlight[unit].Count > 0) return;
+            var at = Pending.FindIndex(i => i > unit);
+            Pending.Insert(at < 0 ? Pending.Count : at, unit);
+        }
     }
 
     private sealed class Tick
@@ -58,15 +132,10 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
     private Evaluator? _evaluator;
     private IActorRef? _requester;
 
-    private IReadOnlyList<MicroBatch> _microBatches = [];
-    private IReadOnlyList<(int First, int MicroBatches)> _units = [];
-    private GradientBlock?[] _results = [];
-    private int[] _failures = [];
-    private HashSet<IActorRef>[] _failedOn = [];
-    private List<(IActorRef Worker, TimeSpan Since)>[] _inFlight = [];
-    private readonly List<int> _pending = [];
-    private readonly List<double> _durations = [];
-    private int _received;
+    /// <summary>The step being computed, whose parameters the coordinator has.</summary>
+    private StepWork? _current;
+    /// <summary>With replicas, the step after it, handed out ahead to the workers that will take the current step themselves.</summary>
+    private StepWork? _next;
 
     private double _epochLossSum;
     private int _epochNames;
@@ -117,6 +186,7 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
     private bool Started => _run is not null;
     private int LiveWorkers => _workers.Values.Count(w => !w.Suspended);
     private TimeSpan Now => _stepClock.Elapsed;
+    private IEnumerable<StepWork> Steps => new[] { _current, _next }.OfType<StepWork>();
 
     private void OnStart()
     {
@@ -181,174 +251,238 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
         else BeginStep();
     }
 
+    /// <summary>
+    /// Makes the next step current (the one handed out ahead, when there is one) and, with replicas,
+    /// sends the run's state to every live worker that will not have the step's parameters on its
+    /// own, then hands out the current step's units and the next step's.
+    /// </summary>
     private void BeginStep()
     {
-        _microBatches = _run!.MicroBatches();
-        _units = GradientTree.Units(_microBatches.Count, LiveWorkers, _plan.LargestUnit);
-        var n = _units.Count;
-        _results = new GradientBlock?[n];
-        _failures = new int[n];
-        _failedOn = Enumerable.Range(0, n).Select(_ => new HashSet<IActorRef>()).ToArray();
-        _inFlight = Enumerable.Range(0, n).Select(_ => new List<(IActorRef, TimeSpan)>()).ToArray();
-        _pending.Clear();
-        _pending.AddRange(Enumerable.Range(0, n));
-        _durations.Clear();
-        _received = 0;
+        var run = _run!;
+        var handedOutAhead = _next is { } next && next.Step == run.Step;
+        _current = handedOutAhead
+            ? _next!
+            : NewStep(run.Step, _plan.Replicas ? _workerOrder.Where(w => !_workers[w].Suspended && _workers[w].ReplicaVersion == run.Step) : []);
+        _next = null;
+        if (_plan.Replicas)
+            foreach (var worker in _workerOrder.Where(w => !_workers[w].Suspended && _workers[w].ReplicaVersion != run.Step).ToList())
+                SendState(worker, late: handedOutAhead);
         _thisStep.Restart();
-        Dispatch();
+        // Every reply of a step handed out ahead may be in already.
+        if (_current.Complete) CompleteStep();
+        else Dispatch();
+    }
+
+    private StepWork NewStep(long step, IEnumerable<IActorRef> peers)
+    {
+        var microBatches = _run!.MicroBatchesOf(step);
+        return new StepWork(step, microBatches, GradientTree.Units(microBatches.Count, LiveWorkers, _plan.LargestUnit), _run.LearningRateOf(step), peers);
     }
 
     /// <summary>
-    /// Gives pending units, lowest index first, to the workers with the least work in hand, up to
-    /// <see cref="TrainingPlan.PipelineDepth"/> each, so that a worker finds its next unit waiting when
-    /// it sends a reply; a retried one goes to a worker it has not failed on when there is one. Ties go
-    /// by worker id, not by the order in which workers happened to register.
+    /// Sends a worker the run's state at the current version, so that it keeps a replica from now on. It
+    /// becomes a peer of the current step (and of the next, if handed out already); when work of those
+    /// steps is out already (<paramref name="late"/>), the coordinator forwards it the blocks instead.
     /// </summary>
-    private void Dispatch()
-    {
-        if (!Started || _requester is null) return;
-        foreach (var index in _pending.ToList())
-        {
-            var open = _workerOrder.Where(w => _workers[w].CanTake(_plan.PipelineDepth))
-                .OrderBy(w => _workers[w].Outstanding.Count).ThenBy(w => _workers[w].Id, StringComparer.Ordinal).ToList();
-            if (open.Count == 0) break;
-            var worker = open.FirstOrDefault(w => !_failedOn[index].Contains(w)) ?? open[0];
-            _pending.Remove(index);
-            Assign(worker, index);
-        }
-    }
-
-    private void Assign(IActorRef worker, int unit)
+    private void SendState(IActorRef worker, bool late)
     {
         var run = _run!;
         var state = _workers[worker];
-        var parameters = state.KnownVersion == run.ParametersVersion ? null : run.Parameters;
+        var optimizer = run.OptimizerState;
+        var parts = 1 + optimizer.Buffers.Length;
+        var options = _plan.Options;
+        for (var part = 0; part < parts; part++)
+            worker.Tell(new ReplicaState(_plan.RunId, run.ParametersVersion, part, parts, optimizer.Kind, optimizer.Steps, options.Momentum, options.WeightDecay,
+                options.ClipNorm, part == 0 ? run.Parameters : optimizer.Buffers[part - 1]));
         state.KnownVersion = run.ParametersVersion;
-        state.Outstanding.Add((run.Step, _units[unit].First));
-        _inFlight[unit].Add((worker, Now));
-        var work = BatchesOf(unit).Select(b => new MicroBatchWork(b.Names, b.Labels, b.NoiseSeed)).ToArray();
-        worker.Tell(new ComputeGradients(_plan.RunId, run.Step, _units[unit].First, run.ParametersVersion, parameters, work));
+        state.ReplicaVersion = run.ParametersVersion;
+        foreach (var step in Steps)
+        {
+            if (!late && step == _current)
+            {
+                step.Peers.Add(worker);
+                continue;
+            }
+            // It may have missed blocks sent to it before: it gets them all again from here.
+            step.Peers.Remove(worker);
+            step.LatePeers.Add(worker);
+            foreach (var block in step.Accepted) worker.Tell(block);
+        }
     }
 
-    /// <summary>The unit of the current step that starts at <paramref name="microBatch"/>, or −1.</summary>
-    private int UnitAt(int microBatch)
+    /// <summary>
+    /// Gives pending units of the current step, lowest index first, to the workers with the least work of
+    /// the step in hand, up to <see cref="TrainingPlan.PipelineDepth"/> each; a retried one goes to a worker it has not
+    /// failed on when there is one. Ties go by worker id, not by the order in which workers happened to
+    /// register. With replicas, the next step's units then go out ahead to the workers that will take the
+    /// current step themselves.
+    /// </summary>
+    private void Dispatch()
     {
-        for (var i = 0; i < _units.Count; i++)
-            if (_units[i].First == microBatch) return i;
-        return -1;
+        if (!Started || _requester is null || _current is not { } current) return;
+        if (_plan.Replicas)
+            foreach (var worker in _workerOrder.Where(w => !_workers[w].Suspended && _workers[w].ReplicaVersion != current.Step).ToList())
+                SendState(worker, late: true);
+        DispatchStep(current, _ => true);
+        if (!_plan.Replicas || current.Pending.Count > 0 || !_run!.HasNextStep || _stopEarly) return;
+        _next ??= NewStep(current.Step + 1, current.AllPeers.Where(w => _workers.ContainsKey(w)));
+        DispatchStep(_next, w => _workers[w].ReplicaVersion == current.Step && (current.Peers.Contains(w) || current.LatePeers.Contains(w)));
     }
 
-    /// <summary>The micro-batches of a unit of the current step.</summary>
-    private IEnumerable<MicroBatch> BatchesOf(int unit) => _microBatches.Skip(_units[unit].First).Take(_units[unit].MicroBatches);
+    private void DispatchStep(StepWork step, Func<IActorRef, bool> eligible)
+    {
+        foreach (var index in step.Pending.ToList())
+        {
+            var open = _workerOrder.Where(w => _workers[w].CanTake(_plan.PipelineDepth, step.Step) && eligible(w))
+                .OrderBy(w => _workers[w].HeldOf(step.Step)).ThenBy(w => _workers[w].Outstanding.Count).ThenBy(w => _workers[w].Id, StringComparer.Ordinal).ToList();
+            if (open.Count == 0) break;
+            var worker = open.FirstOrDefault(w => !step.FailedOn[index].Contains(w)) ?? open[0];
+            step.Pending.Remove(index);
+            Assign(worker, step, index);
+        }
+    }
 
-    /// <summary>"micro-batch 3" or "micro-batches 4-7": a unit for the log.</summary>
-    private string Describe(int unit) => (_units[unit].MicroBatches == 1 ? "micro-batch " : "micro-batches ") + Range(unit);
+    private void Assign(IActorRef worker, StepWork step, int unit)
+    {
+        var run = _run!;
+        var state = _workers[worker];
+        float[]? parameters = null;
+        if (!_plan.Replicas && state.KnownVersion != run.ParametersVersion)
+        {
+            parameters = run.Parameters;
+            state.KnownVersion = run.ParametersVersion;
+        }
+        state.Outstanding.Add((step.Step, step.Units[unit].First));
+        step.InFlight[unit].Add((worker, Now));
+        var work = step.BatchesOf(unit).Select(b => new MicroBatchWork(b.Names, b.Labels, b.NoiseSeed)).ToArray();
+        worker.Tell(new ComputeGradients(_plan.RunId, step.Step, step.Units[unit].First, step.Step, parameters, work,
+            step.MicroBatches.Count, step.LearningRate, _plan.Replicas ? step.AllPeers : null));
+    }
 
-    private string Range(int unit) => _units[unit] is var (first, count) && count == 1 ? $"{first}" : $"{first}-{first + count - 1}";
+    private StepWork? StepOf(long step) => Steps.FirstOrDefault(s => s.Step == step);
 
     /// <summary>A reply frees its worker whatever it says, for whichever step.</summary>
-    private TimeSpan? Release(long step, int microBatch)
+    private TimeSpan? Release(long stepNumber, int microBatch)
     {
-        if (_workers.TryGetValue(Sender, out var state)) state.Outstanding.Remove((step, microBatch));
-        if (!IsCurrentStep(step) || UnitAt(microBatch) is var unit && unit < 0) return null;
-        var entry = _inFlight[unit].FindIndex(e => e.Worker.Equals(Sender));
+        if (_workers.TryGetValue(Sender, out var state)) state.Outstanding.Remove((stepNumber, microBatch));
+        if (!Started || StepOf(stepNumber) is not { } step || step.UnitAt(microBatch) is var unit && unit < 0) return null;
+        var entry = step.InFlight[unit].FindIndex(e => e.Worker.Equals(Sender));
         if (entry < 0) return null;
-        var since = _inFlight[unit][entry].Since;
-        _inFlight[unit].RemoveAt(entry);
+        var since = step.InFlight[unit][entry].Since;
+        step.InFlight[unit].RemoveAt(entry);
         return Now - since;
     }
 
-    private bool IsCurrentStep(long step) => Started && step == _run!.Step;
-
-    /// <summary>The unit a reply is for, when it is the first reply for a unit of the current step; else −1 (a late, duplicate or foreign one is dropped).</summary>
-    private int OpenUnit(string runId, long step, int microBatch) =>
-        runId == _plan.RunId && IsCurrentStep(step) && UnitAt(microBatch) is var unit && unit >= 0 && _results[unit] is null ? unit : -1;
+    /// <summary>The step and unit a reply is for, when it is the first reply for a unit of a step in hand; else null (a late, duplicate or foreign one is dropped).</summary>
+    private (StepWork Step, int Unit)? OpenUnit(string runId, long stepNumber, int microBatch) =>
+        runId == _plan.RunId && Started && StepOf(stepNumber) is { } step && step.UnitAt(microBatch) is var unit && unit >= 0 && step.Results[unit] is null
+            ? (step, unit)
+            : null;
 
     private void OnComputed(GradientsComputed reply)
     {
         var took = Release(reply.Step, reply.MicroBatch);
-        var unit = OpenUnit(reply.RunId, reply.Step, reply.MicroBatch);
-        if (unit < 0)
+        if (OpenUnit(reply.RunId, reply.Step, reply.MicroBatch) is not var (step, unit))
         {
             _log.Debug("Dropped a late or duplicate reply for step {Step} micro-batch {MicroBatch}", reply.Step, reply.MicroBatch);
             Dispatch();
             return;
         }
-        var (first, count) = _units[unit];
-        if (reply.MicroBatches != count || reply.Count != BatchesOf(unit).Sum(b => b.Names.Length) || reply.Gradients.Length != _plan.Model.ParameterCount)
+        var (first, count) = step.Units[unit];
+        if (reply.MicroBatches != count || reply.Count != step.BatchesOf(unit).Sum(b => b.Names.Length) || reply.Gradients.Length != _plan.Model.ParameterCount)
         {
             _log.Warning("Dropped a malformed reply for step {Step} {Unit}: {MicroBatches} micro-batches, {Count} names, {Values} values",
-                reply.Step, Describe(unit), reply.MicroBatches, reply.Count, reply.Gradients.Length);
-            Requeue(unit);
+                reply.Step, step.Describe(unit), reply.MicroBatches, reply.Count, reply.Gradients.Length);
+            step.Requeue(unit);
             Dispatch();
             return;
         }
-        _results[unit] = new GradientBlock(first, count, new MicroBatchGradients(reply.LossSum, reply.Count, reply.Gradients, reply.Correct));
-        _pending.Remove(unit);
-        if (took is { } t) _durations.Add(t.TotalSeconds);
-        _received++;
-        if (_workers.TryGetValue(Sender, out var state))
-            _completedByWorker[state.Id] = _completedByWorker.GetValueOrDefault(state.Id) + count;
-        if (_received == _results.Length) CompleteStep();
+        step.Results[unit] = new GradientBlock(first, count, new MicroBatchGradients(reply.LossSum, reply.Count, reply.Gradients, reply.Correct));
+        step.ComputedBy[unit] = _workers.GetValueOrDefault(Sender)?.Id;
+        step.Pending.Remove(unit);
+        if (took is { } t) step.Durations.Add(t.TotalSeconds);
+        step.Received++;
+        if (step.LatePeers.Count > 0)
+        {
+            var forward = reply with { StepMicroBatches = step.MicroBatches.Count, LearningRate = step.LearningRate };
+            step.Accepted.Add(forward);
+            foreach (var peer in step.LatePeers.Where(p => !p.Equals(Sender))) peer.Tell(forward);
+        }
+        else if (_plan.Replicas)
+        {
+            step.Accepted.Add(reply with { StepMicroBatches = step.MicroBatches.Count, LearningRate = step.LearningRate });
+        }
+        if (step == _current && step.Complete) CompleteStep();
         else Dispatch();
     }
 
     private void OnFailed(GradientsFailed failed)
     {
         Release(failed.Step, failed.MicroBatch);
-        var index = OpenUnit(failed.RunId, failed.Step, failed.MicroBatch);
-        if (index < 0)
+        if (OpenUnit(failed.RunId, failed.Step, failed.MicroBatch) is not var (step, index))
         {
             Dispatch();
             return;
         }
-        _failures[index]++;
-        _failedOn[index].Add(Sender);
+        step.Failures[index]++;
+        step.FailedOn[index].Add(Sender);
         _log.Warning("{Unit} of step {Step} failed on {Worker} (failure {Failures} of at most {Attempts}): {Reason}",
-            Describe(index), failed.Step, _workers.GetValueOrDefault(Sender)?.Id ?? Sender.Path.ToString(), _failures[index], _plan.MaxAttemptsPerMicroBatch, failed.Reason);
-        if (_failures[index] >= _plan.MaxAttemptsPerMicroBatch)
+            step.Describe(index), failed.Step, _workers.GetValueOrDefault(Sender)?.Id ?? Sender.Path.ToString(), step.Failures[index], _plan.MaxAttemptsPerMicroBatch, failed.Reason);
+        if (step.Failures[index] >= _plan.MaxAttemptsPerMicroBatch)
         {
-            var names = string.Join(", ", BatchesOf(index).SelectMany(b => b.Names));
-            Fail($"{Describe(index)} of step {failed.Step} failed {_failures[index]} times (last: {failed.Reason}); its names: {names}");
+            var names = string.Join(", ", step.BatchesOf(index).SelectMany(b => b.Names));
+            Fail($"{step.Describe(index)} of step {failed.Step} failed {step.Failures[index]} times (last: {failed.Reason}); its names: {names}");
             return;
         }
-        Requeue(index);
+        step.Requeue(index);
         Dispatch();
     }
 
+    /// <summary>
+    /// The worker lacks the version a unit needs (a block it waited for never came, or it lost its state):
+    /// the unit goes back in line, and the worker gets the run's state with its next work.
+    /// </summary>
     private void OnParametersMissing(ParametersMissing missing)
     {
-        if (_workers.TryGetValue(Sender, out var state)) state.KnownVersion = -1;
+        if (_workers.TryGetValue(Sender, out var state))
+        {
+            state.KnownVersion = -1;
+            state.ReplicaVersion = -1;
+        }
         Release(missing.Step, missing.MicroBatch);
-        if (OpenUnit(missing.RunId, missing.Step, missing.MicroBatch) is var unit && unit >= 0) Requeue(unit);
+        if (OpenUnit(missing.RunId, missing.Step, missing.MicroBatch) is var (step, unit)) step.Requeue(unit);
         Dispatch();
-    }
-
-    /// <summary>Puts a unit back in line unless it is done, waiting, or still being computed elsewhere.</summary>
-    private void Requeue(int unit)
-    {
-        if (_results[unit] is not null || _pending.Contains(unit) || _inFlight[unit].Count > 0) return;
-        var at = _pending.FindIndex(i => i > unit);
-        _pending.Insert(at < 0 ? _pending.Count : at, unit);
     }
 
     /// <summary>Forgets what was in flight on a worker, and puts that work back in line; gives the micro-batch ranges taken back.</summary>
     private IReadOnlyList<string> TakeBackWork(IActorRef worker)
     {
         var taken = new List<string>();
-        for (var i = 0; i < _inFlight.Length; i++)
-            if (_inFlight[i].RemoveAll(e => e.Worker.Equals(worker)) > 0)
-            {
-                taken.Add(Range(i));
-                Requeue(i);
-            }
+        foreach (var step in Steps)
+            for (var i = 0; i < step.InFlight.Length; i++)
+                if (step.InFlight[i].RemoveAll(e => e.Worker.Equals(worker)) > 0)
+                {
+                    taken.Add(step == _current ? step.Range(i) : $"{step.Range(i)} of step {step.Step}");
+                    step.Requeue(i);
+                }
         return taken;
+    }
+
+    /// <summary>A worker that is gone or unreachable gets no more blocks; if it comes back, it gets the state anew.</summary>
+    private void DropPeer(IActorRef worker)
+    {
+        foreach (var step in Steps)
+        {
+            step.Peers.Remove(worker);
+            step.LatePeers.Remove(worker);
+        }
     }
 
     private void OnWorkerGone(IActorRef worker)
     {
         if (!_workers.Remove(worker, out var state)) return;
         _workerOrder.Remove(worker);
+        DropPeer(worker);
         var taken = TakeBackWork(worker);
         _log.Warning("Worker {Worker} is gone ({Workers} live); its micro-batches [{MicroBatches}] go to the others",
             state.Id, LiveWorkers, string.Join(",", taken));
@@ -362,6 +496,8 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
         foreach (var (worker, state) in _workers.Where(w => w.Value.Address.Equals(address) && !w.Value.Suspended).ToList())
         {
             state.Suspended = true;
+            state.ReplicaVersion = -1;
+            DropPeer(worker);
             taken.AddRange(TakeBackWork(worker));
         }
         if (taken.Count == 0 && !_workers.Values.Any(w => w.Address.Equals(address))) return;
@@ -378,6 +514,7 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
             state.Suspended = false;
             state.Outstanding.Clear();
             state.KnownVersion = -1;
+            state.ReplicaVersion = -1;
             _log.Info("Worker {Worker} is reachable again ({Workers} live)", state.Id, LiveWorkers);
         }
         Dispatch();
@@ -393,38 +530,42 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
         }
         if (!Started) return;
         var now = Now;
-        for (var i = 0; i < _inFlight.Length; i++)
-        {
-            if (_results[i] is not null) continue;
-            foreach (var (worker, since) in _inFlight[i].ToList())
-                if (now - since > _plan.AssignmentTimeout)
-                {
-                    _inFlight[i].RemoveAll(e => e.Worker.Equals(worker));
-                    _log.Warning("{Unit} of step {Step} took over {Timeout} on {Worker}; it goes to another worker",
-                        Describe(i), _run!.Step, _plan.AssignmentTimeout, _workers.GetValueOrDefault(worker)?.Id ?? worker.Path.ToString());
-                    Requeue(i);
-                }
-        }
+        foreach (var step in Steps)
+            for (var i = 0; i < step.InFlight.Length; i++)
+            {
+                if (step.Results[i] is not null) continue;
+                foreach (var (worker, since) in step.InFlight[i].ToList())
+                    if (now - since > _plan.AssignmentTimeout)
+                    {
+                        step.InFlight[i].RemoveAll(e => e.Worker.Equals(worker));
+                        _log.Warning("{Unit} of step {Step} took over {Timeout} on {Worker}; it goes to another worker",
+                            step.Describe(i), step.Step, _plan.AssignmentTimeout, _workers.GetValueOrDefault(worker)?.Id ?? worker.Path.ToString());
+                        step.Requeue(i);
+                    }
+            }
         Dispatch();
         ReissueStragglers(now);
     }
 
-    /// <summary>With nothing left to hand out, a unit running far longer than its finished peers also goes to an idle worker; the first reply wins.</summary>
+    /// <summary>
+    /// With nothing of the current step left to hand out, a unit running far longer than its finished
+    /// peers also goes to a worker with nothing of this step in hand; the first reply wins.
+    /// </summary>
     private void ReissueStragglers(TimeSpan now)
     {
-        if (_pending.Count > 0 || _durations.Count == 0) return;
-        var sorted = _durations.Order().ToList();
+        if (_current is not { } step || step.Pending.Count > 0 || step.Durations.Count == 0) return;
+        var sorted = step.Durations.Order().ToList();
         var limit = Math.Max(_plan.StragglerFactor * sorted[sorted.Count / 2], 0.25);
-        for (var i = 0; i < _inFlight.Length; i++)
+        for (var i = 0; i < step.InFlight.Length; i++)
         {
-            if (_results[i] is not null || _inFlight[i].Count != 1) continue;
-            var (slow, since) = _inFlight[i][0];
+            if (step.Results[i] is not null || step.InFlight[i].Count != 1) continue;
+            var (slow, since) = step.InFlight[i][0];
             if ((now - since).TotalSeconds < limit) continue;
-            var idle = _workerOrder.FirstOrDefault(w => _workers[w].Idle && !w.Equals(slow));
+            var idle = _workerOrder.FirstOrDefault(w => _workers[w].IdleIn(step.Step) && !w.Equals(slow));
             if (idle is null) return;
             _log.Info("{Unit} of step {Step} has run {Seconds:F2} s on {Worker}; also given to {Other}",
-                Describe(i), _run!.Step, (now - since).TotalSeconds, _workers.GetValueOrDefault(slow)?.Id ?? "?", _workers[idle].Id);
-            Assign(idle, i);
+                step.Describe(i), step.Step, (now - since).TotalSeconds, _workers.GetValueOrDefault(slow)?.Id ?? "?", _workers[idle].Id);
+            Assign(idle, step, i);
         }
     }
 
@@ -446,7 +587,13 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
     private void CompleteStep()
     {
         var run = _run!;
-        var outcome = run.Apply(_results.Select(r => r!).ToList());
+        var step = _current!;
+        var outcome = run.Apply(step.Results.Select(r => r!).ToList());
+        foreach (var (unit, id) in step.ComputedBy.Select((id, unit) => (unit, id)))
+            if (id is not null) _completedByWorker[id] = _completedByWorker.GetValueOrDefault(id) + step.Units[unit].MicroBatches;
+        // The step's peers take it from its blocks themselves.
+        foreach (var peer in step.AllPeers)
+            if (_workers.TryGetValue(peer, out var state) && state.ReplicaVersion == step.Step) state.ReplicaVersion = step.Step + 1;
         _trainedNames += outcome.Names;
         _epochLossSum += outcome.Loss * outcome.Names;
         _epochNames += outcome.Names;
@@ -539,6 +686,7 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
         _log.Error("Run {RunId} failed: {Reason}", _plan.RunId, reason);
         _requester?.Tell(new TrainingFailed(_plan.RunId, reason));
         _requester = null;
-        _pending.Clear();
+        _current = null;
+        _next = null;
     }
 }

@@ -28,6 +28,7 @@ public sealed class TrainingRun
     private readonly IReadOnlyList<LabelledName> _train;
     private readonly IOptimizer _optimizer;
     private int[] _order;
+    private int[]? _nextOrder;
     private readonly float[]? _average;
 
     public TrainingRun(TrainingOptions options, ModelConfig config, IReadOnlyList<LabelledName> train, float[] initialParameters)
@@ -85,36 +86,62 @@ public sealed class TrainingRun
     /// <summary>The parameters' version: the number of steps applied.</summary>
     public long ParametersVersion => Step;
 
-    /// <summary>The current step's positions in the epoch's order: [Start, End).</summary>
-    private (int Start, int End) StepRange => (StepInEpoch * _options.BatchSize, Math.Min((StepInEpoch + 1) * _options.BatchSize, _train.Count));
+    /// <summary>The learning rate of the current step, from the schedule.</summary>
+    public double LearningRate => LearningRateOf(Step);
+
+    /// <summary>The learning rate of any step of the run, from the schedule.</summary>
+    public double LearningRateOf(long step) => Schedules.LearningRate(_options.Schedule, _options.LearningRate, step, TotalSteps);
+
+    /// <summary>The optimizer's state now, for a worker that steps a replica of the parameters (see <see cref="ParameterReplica"/>).</summary>
+    public OptimizerState OptimizerState => _optimizer.State;
+
+    /// <summary>A step's positions in its epoch's order: [Start, End).</summary>
+    private (int Start, int End) StepRange(int stepInEpoch) => (stepInEpoch * _options.BatchSize, Math.Min((stepInEpoch + 1) * _options.BatchSize, _train.Count));
 
     /// <summary>How many micro-batches the current step has (the last step of an epoch may have fewer).</summary>
     public int MicroBatchCount
     {
         get
         {
-            var (start, end) = StepRange;
+            var (start, end) = StepRange(StepInEpoch);
             return (end - start + _options.MicroBatch - 1) / _options.MicroBatch;
         }
     }
 
-    public IReadOnlyList<MicroBatch> MicroBatches()
+    /// <summary>Whether the run has a step after the current one.</summary>
+    public bool HasNextStep => !Finished && Step + 1 < TotalSteps;
+
+    public IReadOnlyList<MicroBatch> MicroBatches() => MicroBatchesOf(Step);
+
+    /// <summary>
+    /// The micro-batches of the current step or of the one after it, so that the next step's work can be
+    /// handed out before this one is applied (it does not depend on the parameters).
+    /// </summary>
+    public IReadOnlyList<MicroBatch> MicroBatchesOf(long step)
     {
         if (Finished) throw new InvalidOperationException("the run has finished");
-        var (start, end) = StepRange;
+        if (step != Step && (step != Step + 1 || !HasNextStep))
+            throw new ArgumentOutOfRangeException(nameof(step), step, $"only the current step ({Step}) and the one after it have micro-batches");
+        var (stepInEpoch, order) = (StepInEpoch, _order);
+        if (step != Step && ++stepInEpoch == StepsPerEpoch)
+        {
+            stepInEpoch = 0;
+            order = _nextOrder ??= SplitMix64.EpochPermutation(_train.Count, _options.Seed, Epoch + 1);
+        }
+        var (start, end) = StepRange(stepInEpoch);
         var result = new List<MicroBatch>();
         for (var s = start; s < end; s += _options.MicroBatch)
         {
             var e = Math.Min(s + _options.MicroBatch, end);
-            var pairs = Enumerable.Range(s, e - s).Select(i => _train[_order[i]]).ToArray();
-            result.Add(new MicroBatch(result.Count, pairs.Select(p => p.Name).ToArray(), pairs.Select(p => p.Label).ToArray(), NoiseSeed(result.Count)));
+            var pairs = Enumerable.Range(s, e - s).Select(i => _train[order[i]]).ToArray();
+            result.Add(new MicroBatch(result.Count, pairs.Select(p => p.Name).ToArray(), pairs.Select(p => p.Label).ToArray(), NoiseSeed(step, result.Count)));
         }
         return result;
     }
 
-    /// <summary>The seed of the dropout masks of micro-batch <paramref name="index"/> of the current step: the same whoever computes it.</summary>
-    private long NoiseSeed(int index) =>
-        (long)new SplitMix64(unchecked((ulong)_options.Seed * 0xA24BAED4963EE407UL ^ (ulong)Step * 0x9FB21C651E98DF25UL ^ (ulong)index)).NextUInt64();
+    /// <summary>The seed of the dropout masks of micro-batch <paramref name="index"/> of a step: the same whoever computes it.</summary>
+    private long NoiseSeed(long step, int index) =>
+        (long)new SplitMix64(unchecked((ulong)_options.Seed * 0xA24BAED4963EE407UL ^ (ulong)step * 0x9FB21C651E98DF25UL ^ (ulong)index)).NextUInt64();
 
     /// <summary>Adds the current step's micro-batch sums (given in micro-batch order) and takes one optimizer step.</summary>
     public StepOutcome Apply(IReadOnlyList<MicroBatchGradients> inMicroBatchOrder) =>
@@ -126,41 +153,24 @@ public sealed class TrainingRun
     /// </summary>
     public StepOutcome Apply(IReadOnlyList<GradientBlock> blocks)
     {
-        var sum = GradientTree.Combine(blocks, MicroBatchCount);
-        if (sum.Gradients.Length != Parameters.Length)
-            throw new ArgumentException($"a gradient of {sum.Gradients.Length} values for a model of {Parameters.Length}");
-        var count = sum.Count;
-        // 0 + sum, as when the sums were added one by one to zeros: the same bits as then for one or two micro-batches.
-        var total = new float[Parameters.Length];
-        VectorMath.AddTo(total, sum.Gradients);
-        var lossSum = 0.0 + sum.LossSum;
-        var scale = 1f / count;
-        VectorMath.Scale(total, scale);
-        var squares = 0.0;
-        foreach (var value in total) squares += (double)value * value;
-        var norm = Math.Sqrt(squares);
-        if (_options.ClipNorm > 0 && norm > _options.ClipNorm)
-        {
-            var clip = (float)(_options.ClipNorm / (norm + 1e-6));
-            VectorMath.Scale(total, clip);
-        }
-        var learningRate = Schedules.LearningRate(_options.Schedule, _options.LearningRate, Step, TotalSteps);
-        var next = (float[])Parameters.Clone();
-        _optimizer.Step(next, total, learningRate);
+        var learningRate = LearningRate;
+        var (next, step) = StepUpdate.Apply(Parameters, _optimizer, blocks, MicroBatchCount, _options.ClipNorm, learningRate);
         Parameters = next;
         if (_average is not null)
         {
             var decay = (float)Math.Min(_options.AverageDecay, (1.0 + Step) / (10.0 + Step));
             for (var i = 0; i < next.Length; i++) _average[i] = decay * _average[i] + (1 - decay) * next[i];
         }
-        var outcome = new StepOutcome(Step, Epoch, lossSum / count, learningRate, norm, count, StepInEpoch + 1 == StepsPerEpoch, sum.Correct);
+        var (lossSum, count, norm, correct) = step;
+        var outcome = new StepOutcome(Step, Epoch, lossSum / count, learningRate, norm, count, StepInEpoch + 1 == StepsPerEpoch, correct);
         Step++;
         StepInEpoch++;
         if (StepInEpoch == StepsPerEpoch)
         {
             StepInEpoch = 0;
             Epoch++;
-            if (!Finished) _order = SplitMix64.EpochPermutation(_train.Count, _options.Seed, Epoch);
+            if (!Finished) _order = _nextOrder ?? SplitMix64.EpochPermutation(_train.Count, _options.Seed, Epoch);
+            _nextOrder = null;
         }
         return outcome;
     }

@@ -19,7 +19,7 @@ public class TrainTests
     }
 
     [Fact]
-    public async Task Parameters_are_the_same_bits_for_one_two_and_three_workers_and_for_a_loop_without_actors()
+    public async Task Parameters_are_the_same_bits_for_one_two_and_three_workers_with_or_without_replicas_and_for_a_loop_without_actors()
     {
         var root = TestData.TempFolder();
         var hashes = new List<string>();
@@ -29,8 +29,11 @@ public class TrainTests
             Assert.Equal(workers, summary.GetProperty("workers").GetInt32());
             hashes.Add(summary.GetProperty("parameters_sha256").GetString()!);
         }
+        // Workers that keep replicas and take the steps themselves (in local mode only when asked): the same bits.
+        hashes.Add((await TrainAsync(Path.Combine(root, "replicas"), "--workers", "3", "--replicas", "on")).GetProperty("parameters_sha256").GetString()!);
         Assert.Equal(hashes[0], hashes[1]);
         Assert.Equal(hashes[0], hashes[2]);
+        Assert.Equal(hashes[0], hashes[3]);
 
         var settings = new TrainSettings { Out = "unused" };
         CommandLine.Apply(settings, Quick);

@@ -19,15 +19,24 @@ public sealed class SerializerTests : IDisposable
 
     private static string Text(NonNull<string> s) => s.Get;
 
+    private IActorRef[] Peers(int count) =>
+        Enumerable.Range(0, count).Select(i => _peers.GetOrAdd(i, j => _system.ActorOf(Props.Empty, $"peer-{j}"))).ToArray();
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<int, IActorRef> _peers = new();
+
     [Property]
     public void ComputeGradients_round_trips(NonNull<string> runId, long step, int microBatch, long version, bool withParameters,
-        float[] parameters, NonNull<string>[][] names, long noiseSeed)
+        float[] parameters, NonNull<string>[][] names, long noiseSeed, int stepMicroBatches, double learningRate, byte peers)
     {
         var work = names.Select((part, j) => new MicroBatchWork(part.Select(Text).ToArray(), part.Select((_, i) => (i + j) % 18).ToArray(), noiseSeed ^ j)).ToArray();
-        var message = new ComputeGradients(Text(runId), step, microBatch, version, withParameters ? parameters : null, work);
+        var message = new ComputeGradients(Text(runId), step, microBatch, version, withParameters ? parameters : null, work, stepMicroBatches, learningRate,
+            Peers(peers % 4));
         var back = (ComputeGradients)RoundTrip(message);
-        Assert.Equal((message.RunId, message.Step, message.MicroBatch, message.ParametersVersion),
-            (back.RunId, back.Step, back.MicroBatch, back.ParametersVersion));
+        Assert.Equal((message.RunId, message.Step, message.MicroBatch, message.ParametersVersion, message.StepMicroBatches),
+            (back.RunId, back.Step, back.MicroBatch, back.ParametersVersion, back.StepMicroBatches));
+        Assert.Equal(BitConverter.DoubleToInt64Bits(learningRate), BitConverter.DoubleToInt64Bits(back.LearningRate));
+        Assert.Equal(message.Peers!.Select(p => p.Path.ToString()), back.Peers!.Select(p => p.Path.ToString()));
+        Assert.Equal(message.Peers, back.Peers);
         AssertSameFloats(message.Parameters, back.Parameters);
         Assert.Equal(work.Length, back.MicroBatches.Length);
         for (var j = 0; j < work.Length; j++)
@@ -39,14 +48,29 @@ public sealed class SerializerTests : IDisposable
     }
 
     [Property]
-    public void GradientsComputed_round_trips(NonNull<string> runId, long step, int microBatch, int microBatches, double lossSum, int count, float[] gradients, int correct)
+    public void GradientsComputed_round_trips(NonNull<string> runId, long step, int microBatch, int microBatches, double lossSum, int count, float[] gradients, int correct,
+        int stepMicroBatches, double learningRate)
     {
-        var message = new GradientsComputed(Text(runId), step, microBatch, microBatches, lossSum, count, gradients, correct);
+        var message = new GradientsComputed(Text(runId), step, microBatch, microBatches, lossSum, count, gradients, correct, stepMicroBatches, learningRate);
         var back = (GradientsComputed)RoundTrip(message);
-        Assert.Equal((message.RunId, message.Step, message.MicroBatch, message.MicroBatches, message.Count, message.Correct),
-            (back.RunId, back.Step, back.MicroBatch, back.MicroBatches, back.Count, back.Correct));
+        Assert.Equal((message.RunId, message.Step, message.MicroBatch, message.MicroBatches, message.Count, message.Correct, message.StepMicroBatches),
+            (back.RunId, back.Step, back.MicroBatch, back.MicroBatches, back.Count, back.Correct, back.StepMicroBatches));
         Assert.Equal(BitConverter.DoubleToInt64Bits(lossSum), BitConverter.DoubleToInt64Bits(back.LossSum));
+        Assert.Equal(BitConverter.DoubleToInt64Bits(learningRate), BitConverter.DoubleToInt64Bits(back.LearningRate));
         AssertSameFloats(gradients, back.Gradients);
+    }
+
+    [Property]
+    public void ReplicaState_round_trips(NonNull<string> runId, long version, int part, int parts, NonNull<string> optimizer, long steps,
+        double momentum, double weightDecay, double clipNorm, float[] values)
+    {
+        var message = new ReplicaState(Text(runId), version, part, parts, Text(optimizer), steps, momentum, weightDecay, clipNorm, values);
+        var back = (ReplicaState)RoundTrip(message);
+        Assert.Equal((message.RunId, message.Version, message.Part, message.Parts, message.Optimizer, message.OptimizerSteps),
+            (back.RunId, back.Version, back.Part, back.Parts, back.Optimizer, back.OptimizerSteps));
+        Assert.Equal(new[] { momentum, weightDecay, clipNorm }.Select(BitConverter.DoubleToInt64Bits),
+            new[] { back.Momentum, back.WeightDecay, back.ClipNorm }.Select(BitConverter.DoubleToInt64Bits));
+        AssertSameFloats(values, back.Values);
     }
 
     [Property]
@@ -90,8 +114,10 @@ public sealed class SerializerTests : IDisposable
         var compute = new ComputeGradients("20261127-000000-abcdef", 123_456, 7, 123_456, values, [new MicroBatchWork(names, new int[32], 99)]);
         var namesBytes = 4 + 4 + names.Sum(n => n.Length + 4) + 4 + 32 * 4 + 8;
         Assert.True(_serializer.ToBinary(compute).Length <= raw * 1.01 + 256 + namesBytes);
-        var computed = new GradientsComputed("20261127-000000-abcdef", 123_456, 7, 4, 12.5, 32, values);
+        var computed = new GradientsComputed("20261127-000000-abcdef", 123_456, 7, 4, 12.5, 32, values, 30, 8, 1e-3);
         Assert.True(_serializer.ToBinary(computed).Length <= raw * 1.01 + 256);
+        var state = new ReplicaState("20261127-000000-abcdef", 123_456, 1, 3, "adam", 123_456, 0.9, 0.01, 1.0, values);
+        Assert.True(_serializer.ToBinary(state).Length <= raw * 1.01 + 256);
     }
 
     [Property(MaxTest = 300)]
@@ -106,7 +132,7 @@ public sealed class SerializerTests : IDisposable
     [Property(MaxTest = 500)]
     public void Random_bytes_give_a_message_or_a_serialization_error_and_nothing_else(byte[] bytes, int which)
     {
-        string[] manifests = ["MS", "RW", "WA", "WR", "CG", "GC", "GF", "PM", "??"];
+        string[] manifests = ["MS", "RW", "WA", "WR", "CG", "GC", "GF", "PM", "RS", "??"];
         var manifest = manifests[Math.Abs(which % manifests.Length)];
         try
         {

@@ -28,7 +28,7 @@ public class CoordinatorTests() : TestKit(TorchDispatcher.Hocon(spinning: false)
         };
         LabelledName[] train = [new("Abe", 0), new("Bo", 1), new("Cyd", 0), new("Dee", 1)];
         LabelledName[] held = [new("Ed", 0), new("Fa", 1)];
-        return new TrainingPlan("run-1", options, ModelConfig.Create(Cells.Rnn, 2, 2), ["A", "B"], train, held, held, minWorkers) { PipelineDepth = 1, LargestUnit = 1 };
+        return new TrainingPlan("run-1", options, ModelConfig.Create(Cells.Rnn, 2, 2), ["A", "B"], train, held, held, minWorkers) { PipelineDepth = 1, LargestUnit = 1, Replicas = false };
     }
 
     private static float[] Filled(int count, float value) => Enumerable.Repeat(value, count).ToArray();
@@ -48,11 +48,18 @@ public class CoordinatorTests() : TestKit(TorchDispatcher.Hocon(spinning: false)
     /// <summary>A coordinator with workers "a" and "b" registered and started, and the first work each got.</summary>
     private (IActorRef Coordinator, TestProbe A, TestProbe B, ComputeGradients WorkA, ComputeGradients WorkB) StartWithTwoWorkers(TrainingPlan plan)
     {
+        var (coordinator, a, b) = StartTwo(plan);
+        return (coordinator, a, b, a.ExpectMsg<ComputeGradients>(Wait), b.ExpectMsg<ComputeGradients>(Wait));
+    }
+
+    /// <summary>A coordinator with workers "a" and "b" registered and started.</summary>
+    private (IActorRef Coordinator, TestProbe A, TestProbe B) StartTwo(TrainingPlan plan)
+    {
         var coordinator = Sys.ActorOf(TrainingCoordinator.Props(plan));
         var a = Register(coordinator, "a");
         var b = Register(coordinator, "b");
         coordinator.Tell(StartTraining.Instance, TestActor);
-        return (coordinator, a, b, a.ExpectMsg<ComputeGradients>(Wait), b.ExpectMsg<ComputeGradients>(Wait));
+        return (coordinator, a, b);
     }
 
     [Fact]
@@ -202,5 +209,93 @@ public class CoordinatorTests() : TestKit(TorchDispatcher.Hocon(spinning: false)
         var failed = ExpectMsg<TrainingFailed>(Wait);
         Assert.Contains("boom", failed.Reason);
         Assert.All(names, name => Assert.Contains(name, failed.Reason));
+    }
+
+    /// <summary>Two steps of two one-name micro-batches, with workers that keep replicas.</summary>
+    private static TrainingPlan TwoStepPlan() => Plan(minWorkers: 2) with
+    {
+        Options = Plan(1).Options with { BatchSize = 2 }, Replicas = true,
+    };
+
+    /// <summary>The run's state in parts, as a worker gets it: the parameters, then the optimizer's buffers.</summary>
+    private static List<ReplicaState> ExpectState(TestProbe probe, long version)
+    {
+        var first = probe.ExpectMsg<ReplicaState>(Wait);
+        var parts = new List<ReplicaState> { first };
+        while (parts.Count < first.Parts) parts.Add(probe.ExpectMsg<ReplicaState>(Wait));
+        Assert.All(parts, p => Assert.Equal(version, p.Version));
+        Assert.Equal(Enumerable.Range(0, first.Parts), parts.Select(p => p.Part));
+        return parts;
+    }
+
+    [Fact]
+    public void With_replicas_the_state_goes_out_once_and_the_next_steps_work_goes_out_ahead_naming_the_steps_workers()
+    {
+        var plan = TwoStepPlan();
+        var (coordinator, a, b) = StartTwo(plan);
+        var initial = plan.InitialParameters();
+        var work = new Dictionary<(TestProbe, long), ComputeGradients>();
+        foreach (var probe in new[] { a, b })
+        {
+            var state = ExpectState(probe, 0);
+            Assert.Equal(initial, state[0].Values);
+            Assert.Equal((Optimizers.Sgd, 0L, 0.0), (state[0].Optimizer, state[0].OptimizerSteps, state[0].ClipNorm));
+            // Step 1's work comes before any reply to step 0, without parameters: the worker will take step 0 itself.
+            foreach (var step in new long[] { 0, 1 })
+            {
+                var unit = probe.ExpectMsg<ComputeGradients>(Wait);
+                Assert.Equal((step, step, 2, 1.0), (unit.Step, unit.ParametersVersion, unit.StepMicroBatches, unit.LearningRate));
+                Assert.Null(unit.Parameters);
+                Assert.Equal(new[] { a.Ref, b.Ref }.Order(), unit.Peers!.Order());
+                work[(probe, step)] = unit;
+            }
+        }
+
+        // A worker that comes in during step 0 gets the state at version 0 and every block of the steps handed out, forwarded.
+        var c = Register(coordinator, "c");
+        ExpectState(c, 0);
+        Reply(a, coordinator, work[(a, 0)], 1f);
+        Reply(b, coordinator, work[(b, 0)], 3f);
+        Reply(a, coordinator, work[(a, 1)], 5f);
+        Reply(b, coordinator, work[(b, 1)], 7f);
+        var forwarded = Enumerable.Range(0, 4).Select(_ => c.ExpectMsg<GradientsComputed>(Wait)).ToList();
+        Assert.Equal([(0L, 0), (0L, 1), (1L, 0), (1L, 1)], forwarded.Select(f => (f.Step, f.MicroBatch)).Order());
+        Assert.All(forwarded, f => Assert.Equal((2, 1.0), (f.StepMicroBatches, f.LearningRate)));
+
+        var done = ExpectMsg<TrainingCompleted>(Wait);
+        // SGD, learning rate 1, no momentum: two steps of the mean gradient, (1 + 3) / 2 and then (5 + 7) / 2.
+        var expected = initial.Select(p => p - (1f + 3f) * (1f / 2) - (5f + 7f) * (1f / 2)).ToArray();
+        Assert.Equal(expected, done.FinalParameters);
+        Assert.Equal(2, done.MicroBatchesPerWorker["a"]);
+        Assert.Equal(2, done.MicroBatchesPerWorker["b"]);
+        Assert.Equal(0, done.MicroBatchesPerWorker["c"]);
+        foreach (var probe in new[] { a, b, c }) probe.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
+    }
+
+    [Fact]
+    public void A_worker_that_misses_a_version_gets_the_state_again_with_the_blocks_of_the_step_and_its_work_back()
+    {
+        var plan = TwoStepPlan();
+        var (coordinator, a, b) = StartTwo(plan);
+        ExpectState(a, 0);
+        ExpectState(b, 0);
+        var (a0, a1) = (a.ExpectMsg<ComputeGradients>(Wait), a.ExpectMsg<ComputeGradients>(Wait));
+        var (b0, b1) = (b.ExpectMsg<ComputeGradients>(Wait), b.ExpectMsg<ComputeGradients>(Wait));
+        Reply(b, coordinator, b0, 3f);
+
+        // a never got b's block of step 0, so it cannot have version 1 for its unit of step 1.
+        coordinator.Tell(new ParametersMissing(a1.RunId, a1.Step, a1.MicroBatch, a1.ParametersVersion), a.Ref);
+        ExpectState(a, 0);
+        var block = a.ExpectMsg<GradientsComputed>(Wait);
+        Assert.Equal((0L, b0.MicroBatch, 2), (block.Step, block.MicroBatch, block.StepMicroBatches));
+        var again = a.ExpectMsg<ComputeGradients>(Wait);
+        Assert.Equal((1L, a1.MicroBatch), (again.Step, again.MicroBatch));
+
+        Reply(a, coordinator, a0, 1f);
+        Reply(a, coordinator, again, 5f);
+        Reply(b, coordinator, b1, 7f);
+        var done = ExpectMsg<TrainingCompleted>(Wait);
+        var expected = plan.InitialParameters().Select(p => p - (1f + 3f) * (1f / 2) - (5f + 7f) * (1f / 2)).ToArray();
+        Assert.Equal(expected, done.FinalParameters);
     }
 }
