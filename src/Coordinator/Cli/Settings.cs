@@ -149,9 +149,6 @@ public sealed class TrainSettings : DataSettings
     [System.Text.Json.Serialization.JsonIgnore]
     public string ClusterSecret { get; set; } = "";
 
-    [Option("--nice", "cluster mode: the coordinator node's CPU priority (the Unix nice value, 0-19), so that workers on the same machine come first", Value = "N")]
-    public int Nice { get; set; } = NameRnn.Coordinator.Training.ClusterMode.DefaultNice;
-
     [Option("--address-file", "cluster mode: write this node's cluster address to the file once it listens", Value = "PATH")]
     public string? AddressFile { get; set; }
 
@@ -193,7 +190,7 @@ public sealed class TrainSettings : DataSettings
     {
         "--resume", "--workers", "--cluster", "--hostname", "--public-hostname", "--port", "--min-workers", "--seed-node",
         "--max-frame-size", "--cluster-secret", "--address-file", "--data", "--data-dir", "--data-url", "--worker-timeout",
-        "--assignment-timeout", "--max-attempts", "--replicas", "--nice", "--verbose", "--test-slow-ms", "--test-fail-at", "--tls-certificate",
+        "--assignment-timeout", "--max-attempts", "--replicas", "--verbose", "--test-slow-ms", "--test-fail-at", "--tls-certificate",
         "--tls-password", "--tls-insecure", "--public-hostname", "--log-level",
     };
 
@@ -234,7 +231,6 @@ public sealed class TrainSettings : DataSettings
         if (Cluster) Tls.Options()?.Load().Dispose();
         CommandLine.Range("--min-workers", MinWorkers, 1, 4096);
         CommandLine.Range("--max-frame-size", MaxFrameSize, 128_000, 1 << 30);
-        CommandLine.Range("--nice", Nice, 0, 19);
         CommandLine.OneOf("--replicas", Replicas, ["auto", "on", "off"]);
         // One message carries the parameters and a unit of work: up to a whole step's names (when one worker is left).
         var needed = NameRnnHosting.RequiredFrameSize(ToTrainingOptions().Model(18).ParameterCount, Math.Max(BatchSize, 1));

@@ -101,7 +101,7 @@ public static class TrainCommand
             Replicas = settings.UseReplicas,
         };
         var cluster = settings.Cluster
-            ? new ClusterMode(settings.Hostname, settings.PublicHostname, settings.Port, settings.SeedNodes, settings.MaxFrameSize, settings.AddressFile, settings.Tls.Options(), settings.Nice)
+            ? new ClusterMode(settings.Hostname, settings.PublicHostname, settings.Port, settings.SeedNodes, settings.MaxFrameSize, settings.AddressFile, settings.Tls.Options())
             : null;
         var faults = new NameRnn.Worker.WorkerFaults(TimeSpan.FromMilliseconds(settings.TestSlowMs), NameRnn.Worker.WorkerFaults.ParseFailAt(settings.TestFailAt));
         var recording = new RecorderOptions(outDir, stderr, bar, checkpoint?.State.Step ?? 0);

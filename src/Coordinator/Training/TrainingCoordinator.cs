@@ -359,7 +359,7 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
             step.MicroBatches.Count, step.LearningRate, _plan.Replicas ? step.AllPeers : null));
     }
 
-    private StepWork? StepOf(long step) => Steps.FirstOrDefault(s => s.Step == step);
+    private StepWork? StepOf(long step) => _current?.Step == step ? _current : _next?.Step == step ? _next : null;
 
     /// <summary>A reply frees its worker whatever it says, for whichever step.</summary>
     private TimeSpan? Release(long stepNumber, int microBatch)

@@ -10,17 +10,7 @@ using Serilog;
 namespace NameRnn.Coordinator.Training;
 
 /// <summary>How the coordinator's node is reached in cluster mode.</summary>
-/// <param name="Nice">The CPU priority (Unix nice value) the coordinator's node runs at: workers that share its machine come first.</param>
-public sealed record ClusterMode(string Hostname, string? PublicHostname, int Port, IReadOnlyList<string> SeedNodes, int MaxFrameSize, string? AddressFile, TlsOptions? Tls,
-    int Nice = ClusterMode.DefaultNice)
-{
-    /// <summary>
-    /// With replicas the coordinator is off a step's critical path (the workers take the steps), so on a
-    /// machine it shares with workers it should not take their cores: measured with 2 worker processes
-    /// on 2 cores, about 15 % more names/s at nice 10 than at 0.
-    /// </summary>
-    public const int DefaultNice = 10;
-}
+public sealed record ClusterMode(string Hostname, string? PublicHostname, int Port, IReadOnlyList<string> SeedNodes, int MaxFrameSize, string? AddressFile, TlsOptions? Tls);
 
 /// <summary>
 /// Runs a plan in an actor system of its own. Local mode: the coordinator and N worker actors in
@@ -31,23 +21,6 @@ public static class TrainingHost
 {
     public static async Task<object> RunAsync(TrainingPlan plan, int localWorkers, ClusterMode? cluster, WorkerFaults firstWorkerFaults, ILogger log,
         CancellationToken cancellation, Runs.RecorderOptions? recording = null)
-    {
-        var priority = ProcessPriority.Current;
-        if (cluster is not null && cluster.Nice != priority && !ProcessPriority.Set(cluster.Nice))
-            log.Warning("Could not set the coordinator node's CPU priority to nice {Nice}", cluster.Nice);
-        try
-        {
-            return await RunAsync(plan, localWorkers, cluster, firstWorkerFaults, log, recording, cancellation);
-        }
-        finally
-        {
-            // The process may go on with other work (the benchmark does).
-            if (cluster is not null && cluster.Nice != priority) ProcessPriority.Set(priority);
-        }
-    }
-
-    private static async Task<object> RunAsync(TrainingPlan plan, int localWorkers, ClusterMode? cluster, WorkerFaults firstWorkerFaults, ILogger log,
-        Runs.RecorderOptions? recording, CancellationToken cancellation)
     {
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
         builder.Services.AddSerilog(log);

@@ -71,7 +71,6 @@ public class BadInputTests
     [InlineData("--cell", "transformer", "--cell")]
     [InlineData("--optimizer", "lbfgs", "--optimizer")]
     [InlineData("--class-weight-power", "9", "--class-weight-power")]
-    [InlineData("--nice", "20", "--nice")]
     [InlineData("--replicas", "maybe", "--replicas")]
     [InlineData("--no-such-option", "1", "--no-such-option")]
     public async Task Out_of_range_or_unknown_options_are_usage_errors(string option, string value, string named) =>
