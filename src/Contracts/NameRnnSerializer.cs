@@ -43,7 +43,9 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
 
     public override byte[] ToBinary(object obj)
     {
-        var w = new WireWriter(EstimateSize(obj));
+        // A peer's path is a string built on each call: made once, for the size and for the bytes.
+        var peerPaths = (obj as ComputeGradients)?.Peers?.Select(Serialization.SerializedActorPath).ToArray() ?? [];
+        var w = new WireWriter(EstimateSize(obj, peerPaths));
         w.Byte(FormatVersion);
         switch (obj)
         {
@@ -61,9 +63,7 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
                     w.Strings(part.Names); w.Int32s(part.Labels); w.Int64(part.NoiseSeed);
                 }
                 w.Int32(m.StepMicroBatches); w.Double(m.LearningRate);
-                var peers = m.Peers ?? [];
-                w.Int32(peers.Length);
-                foreach (var peer in peers) w.String(Serialization.SerializedActorPath(peer));
+                w.Strings(peerPaths);
                 break;
             case GradientsComputed m:
                 w.String(m.RunId); w.Int64(m.Step); w.Int32(m.MicroBatch); w.Int32(m.MicroBatches); w.Double(m.LossSum); w.Int32(m.Count); w.Floats(m.Gradients); w.Int32(m.Correct);
@@ -121,8 +121,7 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
                 throw new FormatException($"micro-batch {i} of the unit has {parts[i].Names.Length} names but {parts[i].Labels.Length} labels");
         }
         var (stepMicroBatches, learningRate) = (r.Int32(), r.Double());
-        var peers = new IActorRef[r.Count(4)];
-        for (var i = 0; i < peers.Length; i++) peers[i] = ResolvePeer(system, r.String());
+        var peers = r.Strings().Select(path => ResolvePeer(system, path)).ToArray();
         return new ComputeGradients(runId, step, microBatch, version, parameters, parts, stepMicroBatches, learningRate, peers);
     }
 
@@ -143,10 +142,10 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
     private static ModelSpec ReadSpec(ref WireReader r) => new(r.String(), r.Int32(), r.Int32(), r.Int32(), r.Int32(), r.Byte() switch { 0 => false, 1 => true, var b => throw new FormatException($"a flag of {b}") }, r.String(), r.Int32(), r.String());
 
     /// <summary>The exact size of the two messages that carry floats (so that no copy is made of them), an estimate of the others.</summary>
-    private static int EstimateSize(object obj) => obj switch
+    private static int EstimateSize(object obj, string[] peerPaths) => obj switch
     {
         ComputeGradients m => 1 + WireWriter.SizeOf(m.RunId) + 8 + 4 + 8 + WireWriter.SizeOf(m.Parameters)
-            + 4 + m.MicroBatches.Sum(p => 4 + p.Names.Sum(WireWriter.SizeOf) + 4 + p.Labels.Length * 4 + 8) + 4 + 8 + 4 + (m.Peers ?? []).Sum(p => WireWriter.SizeOf(Serialization.SerializedActorPath(p))),
+            + 4 + m.MicroBatches.Sum(p => 4 + p.Names.Sum(WireWriter.SizeOf) + 4 + p.Labels.Length * 4 + 8) + 4 + 8 + 4 + peerPaths.Sum(WireWriter.SizeOf),
         GradientsComputed m => 1 + WireWriter.SizeOf(m.RunId) + 8 + 4 + 4 + 8 + 4 + WireWriter.SizeOf(m.Gradients) + 4 + 4 + 8,
         ReplicaState m => 128 + WireWriter.SizeOf(m.RunId) + WireWriter.SizeOf(m.Optimizer) + WireWriter.SizeOf(m.Values),
         WorkerAccepted m => 256 + (m.ClassWeights?.Length ?? 0) * 4,

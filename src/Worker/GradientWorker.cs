@@ -37,7 +37,7 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
     private readonly Dictionary<long, float[]> _versions = [];
     private readonly Dictionary<long, Dictionary<int, GradientsComputed>> _blocks = [];
     private readonly List<(ComputeGradients Work, IActorRef From, TimeSpan Since)> _deferred = [];
-    private (long Version, float[][] Values)? _stateParts;
+    private ReplicaState?[]? _stateParts;
     private readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
 
     public GradientWorker(IActorRef? coordinator, string workerId, string secret, WorkerFaults faults, Hosting.RunIdEnricher? runIdLog)
@@ -262,23 +262,24 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
     private void OnState(ReplicaState part)
     {
         if (_engine is null || part.RunId != _runId || part.Parts is < 1 or > MaxStateParts || part.Part < 0 || part.Part >= part.Parts) return;
-        if (_stateParts is not { } parts || parts.Version != part.Version || parts.Values.Length != part.Parts)
-            _stateParts = parts = (part.Version, new float[part.Parts][]);
-        parts.Values[part.Part] = part.Values;
-        if (parts.Values.Any(v => v is null)) return;
-        var values = parts.Values;
+        // Parts of another version or another cut start the set afresh.
+        if (_stateParts is not { } parts || parts.Length != part.Parts || parts.OfType<ReplicaState>().Any(p => p.Version != part.Version))
+            _stateParts = parts = new ReplicaState?[part.Parts];
+        parts[part.Part] = part;
+        if (parts.Any(p => p is null)) return;
         _stateParts = null;
-        if (values[0].Length != _engine.Config.ParameterCount || values.Any(v => v.Length != values[0].Length))
+        var parameters = parts[0]!.Values;
+        if (parameters.Length != _engine.Config.ParameterCount)
         {
-            _log.Warning("Worker {Worker} got a state of {Count} values for a model of {Parameters}", _workerId, values[0].Length, _engine.Config.ParameterCount);
+            _log.Warning("Worker {Worker} got a state of {Count} values for a model of {Parameters}", _workerId, parameters.Length, _engine.Config.ParameterCount);
             return;
         }
-        _versions[part.Version] = values[0];
+        _versions[part.Version] = parameters;
         if (_replica is null || part.Version > _replica.Version)
         {
             try
             {
-                _replica = new ParameterReplica(part.Version, values[0], new OptimizerState(part.Optimizer, part.OptimizerSteps, values[1..]), part.Momentum, part.WeightDecay, part.ClipNorm);
+                _replica = ReplicaStates.ToReplica(parts!);
             }
             catch (ArgumentException e)
             {
@@ -286,7 +287,7 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
                 _replica = null;
                 return;
             }
-            Keep(part.Version, values[0]);
+            Keep(part.Version, parameters);
         }
         Advance();
     }

@@ -83,6 +83,8 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
         public HashSet<IActorRef> Peers { get; }
         public HashSet<IActorRef> LatePeers { get; } = [];
         public List<GradientsComputed> Accepted { get; } = [];
+        /// <summary>Whether any of the step's work has gone out (with the <see cref="Peers"/> of the time).</summary>
+        public bool HandedOut { get; set; }
         public bool Complete => Received == Results.Length;
         public IActorRef[] AllPeers => Peers.Concat(LatePeers).ToArray();
 
@@ -252,21 +254,16 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
     }
 
     /// <summary>
-    /// Makes the next step current (the one handed out ahead, when there is one) and, with replicas,
-    /// sends the run's state to every live worker that will not have the step's parameters on its
-    /// own, then hands out the current step's units and the next step's.
+    /// Makes the next step current (the one handed out ahead, when there is one), then hands out its
+    /// units and the next step's.
     /// </summary>
     private void BeginStep()
     {
         var run = _run!;
-        var handedOutAhead = _next is { } next && next.Step == run.Step;
-        _current = handedOutAhead
-            ? _next!
+        _current = _next is { } next && next.Step == run.Step
+            ? next
             : NewStep(run.Step, _plan.Replicas ? _workerOrder.Where(w => !_workers[w].Suspended && _workers[w].ReplicaVersion == run.Step) : []);
         _next = null;
-        if (_plan.Replicas)
-            foreach (var worker in _workerOrder.Where(w => !_workers[w].Suspended && _workers[w].ReplicaVersion != run.Step).ToList())
-                SendState(worker, late: handedOutAhead);
         _thisStep.Restart();
         // Every reply of a step handed out ahead may be in already.
         if (_current.Complete) CompleteStep();
@@ -281,24 +278,20 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
 
     /// <summary>
     /// Sends a worker the run's state at the current version, so that it keeps a replica from now on. It
-    /// becomes a peer of the current step (and of the next, if handed out already); when work of those
-    /// steps is out already (<paramref name="late"/>), the coordinator forwards it the blocks instead.
+    /// becomes a peer of the current step (and of the next, if there is one); of a step whose work is out
+    /// already it becomes a late peer, and the coordinator forwards it the blocks instead.
     /// </summary>
-    private void SendState(IActorRef worker, bool late)
+    private void SendState(IActorRef worker)
     {
         var run = _run!;
-        var state = _workers[worker];
-        var optimizer = run.OptimizerState;
-        var parts = 1 + optimizer.Buffers.Length;
         var options = _plan.Options;
-        for (var part = 0; part < parts; part++)
-            worker.Tell(new ReplicaState(_plan.RunId, run.ParametersVersion, part, parts, optimizer.Kind, optimizer.Steps, options.Momentum, options.WeightDecay,
-                options.ClipNorm, part == 0 ? run.Parameters : optimizer.Buffers[part - 1]));
-        state.KnownVersion = run.ParametersVersion;
-        state.ReplicaVersion = run.ParametersVersion;
+        foreach (var message in ReplicaStates.ToMessages(_plan.RunId, run.ParametersVersion, run.Parameters, run.OptimizerState,
+                     options.Momentum, options.WeightDecay, options.ClipNorm))
+            worker.Tell(message);
+        _workers[worker].ReplicaVersion = run.ParametersVersion;
         foreach (var step in Steps)
         {
-            if (!late && step == _current)
+            if (!step.HandedOut)
             {
                 step.Peers.Add(worker);
                 continue;
@@ -314,15 +307,16 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
     /// Gives pending units of the current step, lowest index first, to the workers with the least work of
     /// the step in hand, up to <see cref="TrainingPlan.PipelineDepth"/> each; a retried one goes to a worker it has not
     /// failed on when there is one. Ties go by worker id, not by the order in which workers happened to
-    /// register. With replicas, the next step's units then go out ahead to the workers that will take the
-    /// current step themselves.
+    /// register. With replicas, a live worker that will not have the current version on its own gets the
+    /// run's state first, and the next step's units go out ahead to the workers that will take the current
+    /// step themselves.
     /// </summary>
     private void Dispatch()
     {
         if (!Started || _requester is null || _current is not { } current) return;
         if (_plan.Replicas)
             foreach (var worker in _workerOrder.Where(w => !_workers[w].Suspended && _workers[w].ReplicaVersion != current.Step).ToList())
-                SendState(worker, late: true);
+                SendState(worker);
         DispatchStep(current, _ => true);
         if (!_plan.Replicas || current.Pending.Count > 0 || !_run!.HasNextStep || _stopEarly) return;
         _next ??= NewStep(current.Step + 1, current.AllPeers.Where(w => _workers.ContainsKey(w)));
@@ -353,6 +347,7 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
             state.KnownVersion = run.ParametersVersion;
         }
         state.Outstanding.Add((step.Step, step.Units[unit].First));
+        step.HandedOut = true;
         step.InFlight[unit].Add((worker, Now));
         var work = step.BatchesOf(unit).Select(b => new MicroBatchWork(b.Names, b.Labels, b.NoiseSeed)).ToArray();
         worker.Tell(new ComputeGradients(_plan.RunId, step.Step, step.Units[unit].First, step.Step, parameters, work,
@@ -402,15 +397,12 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
         step.Pending.Remove(unit);
         if (took is { } t) step.Durations.Add(t.TotalSeconds);
         step.Received++;
-        if (step.LatePeers.Count > 0)
+        if (_plan.Replicas)
         {
-            var forward = reply with { StepMicroBatches = step.MicroBatches.Count, LearningRate = step.LearningRate };
-            step.Accepted.Add(forward);
-            foreach (var peer in step.LatePeers.Where(p => !p.Equals(Sender))) peer.Tell(forward);
-        }
-        else if (_plan.Replicas)
-        {
-            step.Accepted.Add(reply with { StepMicroBatches = step.MicroBatches.Count, LearningRate = step.LearningRate });
+            // Kept for workers that become peers later; with what taking the step needs, as the coordinator knows it.
+            var block = reply with { StepMicroBatches = step.MicroBatches.Count, LearningRate = step.LearningRate };
+            step.Accepted.Add(block);
+            foreach (var peer in step.LatePeers.Where(p => !p.Equals(Sender))) peer.Tell(block);
         }
         if (step == _current && step.Complete) CompleteStep();
         else Dispatch();
@@ -589,8 +581,8 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
         var run = _run!;
         var step = _current!;
         var outcome = run.Apply(step.Results.Select(r => r!).ToList());
-        foreach (var (unit, id) in step.ComputedBy.Select((id, unit) => (unit, id)))
-            if (id is not null) _completedByWorker[id] = _completedByWorker.GetValueOrDefault(id) + step.Units[unit].MicroBatches;
+        for (var unit = 0; unit < step.Units.Count; unit++)
+            if (step.ComputedBy[unit] is { } id) _completedByWorker[id] = _completedByWorker.GetValueOrDefault(id) + step.Units[unit].MicroBatches;
         // The step's peers take it from its blocks themselves.
         foreach (var peer in step.AllPeers)
             if (_workers.TryGetValue(peer, out var state) && state.ReplicaVersion == step.Step) state.ReplicaVersion = step.Step + 1;

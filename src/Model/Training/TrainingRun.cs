@@ -109,7 +109,7 @@ public sealed class TrainingRun
     }
 
     /// <summary>Whether the run has a step after the current one.</summary>
-    public bool HasNextStep => !Finished && Step + 1 < TotalSteps;
+    public bool HasNextStep => Step + 1 < TotalSteps;
 
     public IReadOnlyList<MicroBatch> MicroBatches() => MicroBatchesOf(Step);
 

@@ -41,11 +41,8 @@ public class ReplicaWorkerTests() : TestKit(TorchDispatcher.Hocon(spinning: fals
 
     private static void SendState(IActorRef worker, TrainingRun run, IActorRef from)
     {
-        var optimizer = run.OptimizerState;
-        var parts = 1 + optimizer.Buffers.Length;
-        for (var part = 0; part < parts; part++)
-            worker.Tell(new ReplicaState(RunId, run.ParametersVersion, part, parts, optimizer.Kind, optimizer.Steps, Options.Momentum, Options.WeightDecay,
-                Options.ClipNorm, part == 0 ? run.Parameters : optimizer.Buffers[part - 1]), from);
+        foreach (var message in ReplicaStates.ToMessages(RunId, run.ParametersVersion, run.Parameters, run.OptimizerState, Options.Momentum, Options.WeightDecay, Options.ClipNorm))
+            worker.Tell(message, from);
     }
 
     private static ComputeGradients Work(TrainingRun run, long step, int first, int count, IActorRef[] peers)
