@@ -1,0 +1,39 @@
+using Akka.Actor;
+using Akka.TestKit.Xunit2;
+using NameRnn.Worker;
+
+namespace NameRnn.Tests.Worker;
+
+/// <summary>
+/// Where the TorchSharp work runs: on a cluster node at a lower priority than the node's remoting (so
+/// that a gradient on its way to another process does not wait behind it), in local mode at the
+/// process's own. The niceness is read back from /proc for the thread that ran the message.
+/// </summary>
+public class TorchDispatcherTests
+{
+    private sealed class ReportNice : ReceiveActor
+    {
+        public ReportNice() => ReceiveAny(_ => Sender.Tell(ThreadNice.Current()));
+    }
+
+    private static int NiceOfTorchWork(bool spinning)
+    {
+        using var kit = new TestKit(TorchDispatcher.Hocon(spinning));
+        var actor = kit.Sys.ActorOf(Props.Create(() => new ReportNice()).WithDispatcher(TorchDispatcher.Id));
+        actor.Tell("nice?", kit.TestActor);
+        return kit.ExpectMsg<int>(TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
+    public void Cluster_nodes_run_the_torch_work_nicer_than_the_process()
+    {
+        var process = ThreadNice.Current();
+        Assert.Equal(Math.Min(19, process + TorchDispatcher.ClusterNice), NiceOfTorchWork(spinning: false));
+    }
+
+    [Fact]
+    public void Local_mode_runs_the_torch_work_at_the_process_priority()
+    {
+        Assert.Equal(ThreadNice.Current(), NiceOfTorchWork(spinning: true));
+    }
+}
