@@ -115,11 +115,20 @@ public static class ParameterIo
         return Concat(module.OrderedParameters.Select(p => p.grad ?? torch.zeros_like(p)));
     }
 
-    private static float[] Concat(IEnumerable<Tensor> tensors)
+    private static float[] Concat(IEnumerable<Tensor> tensors) =>
+        ToFloats(torch.cat(tensors.Select(t => t.reshape(-1)).ToArray(), 0).to_type(ScalarType.Float32));
+
+    /// <summary>
+    /// The values of a float32 tensor in row-major order, copied in one block. (TorchSharp's
+    /// <c>data&lt;float&gt;().CopyTo</c> copies element by element and asks the native library for the
+    /// element count at each one: about a tenth of local mode's CPU time at global batch 64.)
+    /// </summary>
+    public static float[] ToFloats(Tensor tensor)
     {
-        var flat = torch.cat(tensors.Select(t => t.reshape(-1)).ToArray(), 0).to_type(ScalarType.Float32);
-        var values = new float[flat.numel()];
-        flat.data<float>().CopyTo(values);
+        if (tensor.dtype != ScalarType.Float32) throw new ArgumentException($"a tensor of {tensor.dtype}, not float32", nameof(tensor));
+        var contiguous = tensor.contiguous();
+        var values = new float[contiguous.numel()];
+        System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(contiguous.bytes).CopyTo(values);
         return values;
     }
 }

@@ -34,7 +34,7 @@ public sealed class Predictor : IDisposable
             using var scope = torch.NewDisposeScope();
             var count = Math.Min(BatchSize, normalisedNames.Count - start);
             var packed = PackedNames.Pack(Enumerable.Range(start, count).Select(i => Alphabet.Encode(normalisedNames[i])).ToList());
-            var probabilities = nn.functional.softmax(_module.forward(packed), 1).data<float>().ToArray();
+            var probabilities = ParameterIo.ToFloats(nn.functional.softmax(_module.forward(packed), 1));
             var classes = _module.Config.Classes;
             for (var row = 0; row < count; row++)
                 result[start + packed.Order[row]] = probabilities.AsSpan(row * classes, classes).ToArray();

@@ -113,4 +113,17 @@ public class NetworkTests
         }
         return total;
     }
+
+    [Fact]
+    public void Tensor_values_come_out_in_row_major_order_also_from_a_view()
+    {
+        using var scope = torch.NewDisposeScope();
+        // 0, 1, …, 11 as 3 × 4; its transpose is a view with other strides: element (i, j) is 4 j + i.
+        var values = Enumerable.Range(0, 12).Select(v => (float)v).ToArray();
+        var matrix = torch.tensor(values).reshape(3, 4);
+        Assert.Equal(values, ParameterIo.ToFloats(matrix));
+        var expected = Enumerable.Range(0, 4).SelectMany(i => Enumerable.Range(0, 3).Select(j => (float)(4 * j + i))).ToArray();
+        Assert.Equal(expected, ParameterIo.ToFloats(matrix.t()));
+        Assert.Throws<ArgumentException>(() => ParameterIo.ToFloats(torch.tensor(new long[] { 1, 2 })));
+    }
 }
