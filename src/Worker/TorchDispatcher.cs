@@ -32,8 +32,8 @@ public static class TorchDispatcher
     /// The niceness of the sleeping threads on a cluster node (Linux). With the same priority as the
     /// remoting's threads, a gradient on its way to another process waited for a core behind the
     /// TorchSharp work of the three processes (about 0.4 ms per turn of a remoting thread, several turns
-    /// per message); 10 gave a cluster of 2 worker processes on 2 cores 2–38 % more names/s in eight
-    /// alternating pairs of runs (19 about as much, 5 less).
+    /// per message); 10 gave a cluster of 2 worker processes on 2 cores 2–38 % more names/s in four
+    /// alternating pairs of runs (19 about as much).
     /// </summary>
     public const int ClusterNice = 10;
 
@@ -123,41 +123,23 @@ public sealed class SleepingThreadsExecutor : ExecutorService
 /// <summary>The priority of the calling thread alone (Linux: a thread is a task with a nice value of its own).</summary>
 public static class ThreadNice
 {
-    [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
-    private static extern int setpriority(int which, int who, int prio);
-
     [System.Runtime.InteropServices.DllImport("libc")]
-    private static extern int gettid();
+    private static extern int nice(int increment);
 
-    /// <summary>Raises the calling thread's niceness by <paramref name="nice"/> (an unprivileged process may lower its priority); false where it cannot.</summary>
-    public static bool Lower(int nice)
+    /// <summary>
+    /// Raises the calling thread's niceness by <paramref name="increment"/>, up to 19 (an unprivileged
+    /// process may lower its priority; where it cannot, the thread keeps its priority). On Linux nice(2)
+    /// acts on the calling thread, not on the whole process.
+    /// </summary>
+    public static void Lower(int increment)
     {
-        if (!OperatingSystem.IsLinux()) return false;
+        if (!OperatingSystem.IsLinux()) return;
         try
         {
-            // PRIO_PROCESS with a thread id: that thread only.
-            return setpriority(0, gettid(), Math.Clamp(Current() + nice, -20, 19)) == 0;
+            nice(increment);
         }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
         {
-            return false;
-        }
-    }
-
-    /// <summary>The calling thread's niceness, from /proc/thread-self/stat (field 19); 0 where there is none.</summary>
-    public static int Current()
-    {
-        if (!OperatingSystem.IsLinux()) return 0;
-        try
-        {
-            var stat = File.ReadAllText("/proc/thread-self/stat");
-            // The name (field 2) is in parentheses and may hold spaces: count from after it.
-            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-            return int.Parse(fields[16], System.Globalization.CultureInfo.InvariantCulture);
-        }
-        catch (IOException)
-        {
-            return 0;
         }
     }
 }
