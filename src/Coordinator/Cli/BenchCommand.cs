@@ -140,8 +140,8 @@ public static class BenchCommand
     /// <summary>
     /// Runs <paramref name="measure"/> on a thread of its own that ends with it, as the main thread of a plain
     /// program would. On a .NET thread-pool thread, where the benchmark's awaits leave it, libtorch's intra-op
-    /// threads ran the same loop 2–3 times slower (global batch 256: about 22 000 names/s against 55 000 on a
-    /// thread of its own, reused or new), which understated the floor the actors are to beat.
+    /// threads ran the same loop 2–4 times slower (global batch 256: about 22 000 names/s against 48 000–62 000
+    /// on a thread of its own, reused or new), which understated the floor the actors are to beat.
     /// </summary>
     private static Task<ActorRun?> OnOwnThread(Func<ActorRun> measure)
     {
