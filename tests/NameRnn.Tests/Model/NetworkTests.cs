@@ -86,6 +86,74 @@ public class NetworkTests
     }
 
     /// <summary>
+    /// The seed's model is differentiated by hand (no autograd through the recurrence); with dropout,
+    /// label smoothing and class weights, its loss, hits and every gradient value agree with autograd
+    /// through the module's forward pass, which draws the same dropout masks.
+    /// </summary>
+    [Theory]
+    [InlineData(0.0, 0.0, false)]
+    [InlineData(0.1, 0.0, true)]
+    [InlineData(0.3, 0.1, true)]
+    public void Elman_gradients_by_hand_equal_autograd(double dropout, double smoothing, bool weighted)
+    {
+        var config = ModelConfig.Create(Cells.Rnn, 24, 5);
+        var parameters = ParameterInit.Create(config, seed: 5);
+        var names = Names.Concat(["Abe", "Zhang", "Kowalczyk", "Ng"]).ToArray();
+        var labels = names.Select((_, i) => i * 3 % 5).ToArray();
+        var weights = weighted ? new float[] { 1f, 2f, 0.5f, 1.5f, 1f } : null;
+        using var byHand = new GradientEngine(config, weights, dropout, smoothing);
+        using var autograd = new GradientEngine(config, weights, dropout, smoothing, autograd: true);
+        byHand.LoadParameters(0, parameters);
+        autograd.LoadParameters(0, parameters);
+        var expected = autograd.Compute(names, labels, noiseSeed: 42);
+        var actual = byHand.Compute(names, labels, noiseSeed: 42);
+
+        Assert.Equal(expected.Correct, actual.Correct);
+        Assert.Equal(expected.LossSum, actual.LossSum, 5);
+        var offset = 0;
+        foreach (var (name, shape) in config.ParameterShapes())
+        {
+            var n = (int)shape.Aggregate(1L, (a, b) => a * b);
+            // Every block has gradient to compare (a block left at zero would agree vacuously).
+            Assert.True(expected.Gradients.AsSpan(offset, n).ToArray().Any(g => Math.Abs(g) > 1e-4), $"{name}: no gradient");
+            for (var i = offset; i < offset + n; i++)
+                Assert.True(Math.Abs(expected.Gradients[i] - actual.Gradients[i]) <= 1e-5 + 1e-4 * Math.Abs(expected.Gradients[i]),
+                    $"{name}[{i - offset}]: by hand {actual.Gradients[i]}, autograd {expected.Gradients[i]}");
+            offset += n;
+        }
+    }
+
+    /// <summary>
+    /// Dropout masks: about the rate's share dropped (within five standard deviations of the binomial),
+    /// the rest scaled by 1 / (1 − rate) so that the expected value is kept, the same mask for the same
+    /// seed (whoever computes the micro-batch) and another for another seed or the next draw.
+    /// </summary>
+    [Theory]
+    [InlineData(0.1)]
+    [InlineData(0.5)]
+    public void Dropout_masks_drop_the_rate_and_repeat_for_a_seed(double rate)
+    {
+        using var scope = torch.NewDisposeScope();
+        var shape = torch.zeros(500, 201);
+        const int n = 500 * 201;
+        float[] Draw(long seed, int draws = 1)
+        {
+            var dropout = new Dropout(rate, seed);
+            var mask = dropout.Mask(shape);
+            for (var i = 1; i < draws; i++) mask = dropout.Mask(shape);
+            Assert.Equal(shape.shape, mask.shape);
+            return mask.data<float>().ToArray();
+        }
+        var first = Draw(9);
+        var dropped = first.Count(v => v == 0);
+        Assert.True(Math.Abs(dropped - rate * n) < 5 * Math.Sqrt(n * rate * (1 - rate)), $"{dropped} of {n} dropped at rate {rate}");
+        Assert.All(first.Where(v => v != 0), v => Assert.Equal(1 / (1 - rate), v, 5));
+        Assert.Equal(first, Draw(9));
+        Assert.NotEqual(first, Draw(10));
+        Assert.NotEqual(first, Draw(9, draws: 2));
+    }
+
+    /// <summary>
     /// The weighted cross-entropy sum of the batch, computed in float64 with the same module; with
     /// label smoothing ε the target is 1 − ε on the label plus ε / classes on every class.
     /// </summary>
