@@ -17,8 +17,11 @@ public sealed class BenchSettings : DataSettings
     [Option("--json", "print one JSON object instead of text", Value = "")]
     public bool Json { get; set; }
 
-    [Option("--epochs", "full epochs of the training split measured per mode and round, after one warm-up epoch; the median epoch counts", Value = "N")]
+    [Option("--epochs", "full epochs of the training split measured per mode and round, after the warm-up epochs; the median epoch counts", Value = "N")]
     public int Epochs { get; set; } = 2;
+
+    [Option("--warm-up", "epochs run before the measured ones in every mode and round, not counted: JIT compilation and tiering (a new worker process takes a few epochs), connection set-up, first-touch allocations", Value = "N")]
+    public int WarmUp { get; set; } = 1;
 
     [Option("--rounds", "measurements per mode, in alternating order; each mode keeps its best", Value = "N")]
     public int Rounds { get; set; } = 2;
@@ -32,6 +35,7 @@ public sealed class BenchSettings : DataSettings
     public override void Validate()
     {
         CommandLine.Range("--epochs", Epochs, 1, 1000);
+        CommandLine.Range("--warm-up", WarmUp, 0, 1000);
         CommandLine.Range("--rounds", Rounds, 1, 100);
         CommandLine.Range("--micro-batch", MicroBatch, 1, 1 << 20);
     }
@@ -45,14 +49,11 @@ public sealed class BenchSettings : DataSettings
 /// (the default Elman RNN) and global batch: a plain TorchSharp loop without actors on all cores,
 /// local mode with 1 and 2 workers, and a cluster of 2 worker processes on 127.0.0.1; then the
 /// wall time of the default configuration until test accuracy first reaches 0.80, and peak RSS.
-/// Each mode's figure is the median names/s of its measured epochs after a warm-up epoch, and the
+/// Each mode's figure is the median names/s of its measured epochs after the warm-up epochs, and the
 /// best of a few rounds run in alternating order (the machines this runs on are shared and noisy).
 /// </summary>
 public static class BenchCommand
 {
-    /// <summary>Epochs run and not counted: JIT compilation, connection set-up, first-touch allocations.</summary>
-    private const int WarmUpEpochs = 1;
-
     public sealed record Throughput(double NoActorNamesPerSecond, double Local1NamesPerSecond, double Local2NamesPerSecond,
         double? Cluster2NamesPerSecond, double Local2SecondsPerStep, double? Cluster2SecondsPerStep, int MicroBatch);
 
@@ -67,15 +68,15 @@ public static class BenchCommand
         var results = new Dictionary<int, Throughput>();
         foreach (var batch in new[] { 64, 256 })
         {
-            log.Information("Measuring global batch {Batch}: {Rounds} round(s), each mode {Epochs} epoch(s) of {Names} names after a warm-up epoch",
-                batch, settings.Rounds, settings.Epochs, train.Count);
-            var options = new TrainSettings { Epochs = settings.Epochs + WarmUpEpochs, BatchSize = batch, MicroBatch = settings.MicroBatchAt(batch) }.ToTrainingOptions();
+            log.Information("Measuring global batch {Batch}: {Rounds} round(s), each mode {Epochs} epoch(s) of {Names} names after {WarmUp} warm-up epoch(s)",
+                batch, settings.Rounds, settings.Epochs, train.Count, settings.WarmUp);
+            var options = new TrainSettings { Epochs = settings.Epochs + settings.WarmUp, BatchSize = batch, MicroBatch = settings.MicroBatchAt(batch) }.ToTrainingOptions();
             var modes = new List<(string Name, Func<Task<ActorRun?>> Measure)>
             {
-                ("no actors", () => OnOwnThread(() => NoActor(options, data, train))),
-                ("local 1", async () => await Actors(options, data, train, 1, null, quiet, workerPeaks, cancellation)),
-                ("local 2", async () => await Actors(options, data, train, 2, null, quiet, workerPeaks, cancellation)),
-                ("cluster 2", async () => settings.SkipCluster ? null : await Actors(options, data, train, 0, 2, quiet, workerPeaks, cancellation)),
+                ("no actors", () => OnOwnThread(() => NoActor(options, settings.WarmUp, data, train))),
+                ("local 1", async () => await Actors(options, settings.WarmUp, data, train, 1, null, quiet, workerPeaks, cancellation)),
+                ("local 2", async () => await Actors(options, settings.WarmUp, data, train, 2, null, quiet, workerPeaks, cancellation)),
+                ("cluster 2", async () => settings.SkipCluster ? null : await Actors(options, settings.WarmUp, data, train, 0, 2, quiet, workerPeaks, cancellation)),
             };
             // Rounds alternate the order of the modes and each mode keeps its best round: a slow spell
             // of the shared machine then costs a mode one of its rounds, not the comparison.
@@ -95,7 +96,7 @@ public static class BenchCommand
         }
 
         var clock = Stopwatch.StartNew();
-        var toGoal = await Actors(new TrainSettings().ToTrainingOptions(), data, train, Environment.ProcessorCount, null, quiet, workerPeaks, cancellation, stopAt: 0.80);
+        var toGoal = await Actors(new TrainSettings().ToTrainingOptions(), 0, data, train, Environment.ProcessorCount, null, quiet, workerPeaks, cancellation, stopAt: 0.80);
         var secondsTo080 = toGoal.ReachedGoal ? clock.Elapsed.TotalSeconds : (double?)null;
 
         var report = Figures(results[64]);
@@ -105,7 +106,7 @@ public static class BenchCommand
         report["coordinator_peak_rss_mb"] = PeakRssMegabytes(Environment.ProcessId);
         report["worker_peak_rss_mb"] = workerPeaks.Count == 0 ? null : workerPeaks.Max() / 1024.0 / 1024.0;
         report["epochs_per_measurement"] = settings.Epochs;
-        report["warm_up_epochs"] = WarmUpEpochs;
+        report["warm_up_epochs"] = settings.WarmUp;
         report["rounds"] = settings.Rounds;
         report["train_names"] = train.Count;
         report["processors"] = Environment.ProcessorCount;
@@ -114,7 +115,7 @@ public static class BenchCommand
             stdout.WriteLine(JsonSerializer.Serialize(report, Json.Indented));
             return 0;
         }
-        stdout.WriteLine($"training names/s, default Elman RNN, {train.Count} names, median of {settings.Epochs} epoch(s) after {WarmUpEpochs} warm-up epoch, best of {settings.Rounds} round(s), {Environment.ProcessorCount} cores; the loop without actors computes the whole batch at once, the actor modes micro-batches");
+        stdout.WriteLine($"training names/s, default Elman RNN, {train.Count} names, median of {settings.Epochs} epoch(s) after {settings.WarmUp} warm-up epoch(s), best of {settings.Rounds} round(s), {Environment.ProcessorCount} cores; the loop without actors computes the whole batch at once, the actor modes micro-batches");
         stdout.WriteLine($"{"global batch",-14}{"micro-batch",12}{"no actors",12}{"local 1",12}{"local 2",12}{"cluster 2",12}");
         foreach (var (batch, t) in results)
             stdout.WriteLine($"{batch,-14}{t.MicroBatch,12}{t.NoActorNamesPerSecond,12:F0}{t.Local1NamesPerSecond,12:F0}{t.Local2NamesPerSecond,12:F0}{t.Cluster2NamesPerSecond,12:F0}");
@@ -162,7 +163,7 @@ public static class BenchCommand
     }
 
     /// <summary>The floor: one process, no actors, all cores for TorchSharp, one micro-batch per step.</summary>
-    private static ActorRun NoActor(TrainingOptions options, NamesData data, IReadOnlyList<LabelledName> train)
+    private static ActorRun NoActor(TrainingOptions options, int warmUp, NamesData data, IReadOnlyList<LabelledName> train)
     {
         torch.set_num_threads(Environment.ProcessorCount);
         var config = options.Model(data.Labels.Count);
@@ -176,7 +177,7 @@ public static class BenchCommand
             clock.Restart();
         });
         torch.set_num_threads(1);
-        var rate = MeasuredRate(rates);
+        var rate = MeasuredRate(rates, warmUp);
         return new ActorRun(rate, SecondsPerStep(rate, train.Count, options.BatchSize), false, rates.Count);
     }
 
@@ -184,9 +185,9 @@ public static class BenchCommand
     private static double SecondsPerStep(double namesPerSecond, int names, int batchSize) => names / namesPerSecond / Math.Ceiling((double)names / batchSize);
 
     /// <summary>The median names/s of the epochs after the warm-up: robust to a stall of the shared machine in one epoch.</summary>
-    private static double MeasuredRate(IReadOnlyList<double> epochRates)
+    private static double MeasuredRate(IReadOnlyList<double> epochRates, int warmUp)
     {
-        var measured = epochRates.Skip(WarmUpEpochs).Order().ToList();
+        var measured = epochRates.Skip(warmUp).Order().ToList();
         if (measured.Count == 0) throw new TrainingException("the benchmark run ended before its measured epochs");
         var middle = measured.Count / 2;
         return measured.Count % 2 == 1 ? measured[middle] : (measured[middle - 1] + measured[middle]) / 2;
@@ -194,7 +195,7 @@ public static class BenchCommand
 
     private sealed record ActorRun(double NamesPerSecond, double SecondsPerStep, bool ReachedGoal, int Epochs);
 
-    private static async Task<ActorRun> Actors(TrainingOptions options, NamesData data, IReadOnlyList<LabelledName> train,
+    private static async Task<ActorRun> Actors(TrainingOptions options, int warmUp, NamesData data, IReadOnlyList<LabelledName> train,
         int localWorkers, int? clusterWorkers, ILogger log, List<long> workerPeaks, CancellationToken cancellation, double? stopAt = null)
     {
         torch.set_num_threads(1);
@@ -226,7 +227,7 @@ public static class BenchCommand
             var result = (TrainingCompleted)outcome;
             var reached = stopAt is { } goal && result.Epochs.Any(e => e.TestAccuracy >= goal);
             if (stopAt is not null) return new ActorRun(result.TrainNamesPerSecond, 0, reached, result.Epochs.Count);
-            var rate = MeasuredRate(result.Epochs.Select(e => e.NamesPerSecond).ToList());
+            var rate = MeasuredRate(result.Epochs.Select(e => e.NamesPerSecond).ToList(), warmUp);
             return new ActorRun(rate, SecondsPerStep(rate, train.Count, options.BatchSize), reached, result.Epochs.Count);
         }
         finally
