@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using NameRnn.Model.Training;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -7,9 +8,9 @@ namespace NameRnn.Model.Network;
 /// <summary>
 /// Inverted dropout whose masks come from a generator seeded per micro-batch, so that whichever
 /// worker computes a micro-batch draws the same masks and the result bits do not depend on it.
-/// The masks are drawn in C# from <see cref="SplitMix64"/> (two 32-bit uniforms per draw) and
-/// copied in: libtorch's generator (a Mersenne twister behind <c>torch.rand</c>) took about a tenth
-/// of a small micro-batch's time.
+/// The masks are drawn in C# from <see cref="SplitMix64"/> (two 32-bit uniforms per draw), without a
+/// branch per element, straight into the mask tensor: libtorch's generator (a Mersenne twister behind
+/// <c>torch.rand</c>) took about a tenth of a small micro-batch's time, this about 4 %.
 /// </summary>
 public sealed class Dropout
 {
@@ -28,17 +29,23 @@ public sealed class Dropout
     /// <summary>The next mask for a tensor of <paramref name="x"/>'s shape: 0 where dropped, 1 / (1 − rate) where kept.</summary>
     public Tensor Mask(Tensor x)
     {
-        var values = new float[x.numel()];
+        var mask = torch.empty(x.shape, dtype: ScalarType.Float32);
         // An element is dropped when its uniform u in [0, 1), 32 bits, is below the rate: u < rate ⇔ bits < rate · 2^32.
-        var threshold = (ulong)Math.Ceiling(_rate * 4294967296.0);
-        var kept = (float)(1.0 / (1.0 - _rate));
-        for (var i = 0; i < values.Length; i += 2)
+        var threshold = (long)Math.Ceiling(_rate * 4294967296.0);
+        var kept = BitConverter.SingleToInt32Bits((float)(1.0 / (1.0 - _rate)));
+        // Written straight into the tensor's memory (a new tensor is contiguous).
+        var bits = MemoryMarshal.Cast<byte, int>(mask.bytes);
+        var i = 0;
+        for (; i + 1 < bits.Length; i += 2)
         {
-            var bits = _generator.NextUInt64();
-            values[i] = (bits & 0xFFFFFFFFUL) < threshold ? 0f : kept;
-            if (i + 1 < values.Length) values[i + 1] = (bits >> 32) < threshold ? 0f : kept;
+            var draw = _generator.NextUInt64();
+            bits[i] = kept & Kept(draw & 0xFFFFFFFFUL, threshold);
+            bits[i + 1] = kept & Kept(draw >> 32, threshold);
         }
-        var mask = torch.tensor(values).view(x.shape);
+        if (i < bits.Length) bits[i] = kept & Kept(_generator.NextUInt64() & 0xFFFFFFFFUL, threshold);
         return x.dtype == ScalarType.Float32 ? mask : mask.to_type(x.dtype);
     }
+
+    /// <summary>All ones when <paramref name="uniform"/> ≥ <paramref name="threshold"/> (kept), else 0: no branch to mispredict at random.</summary>
+    private static int Kept(ulong uniform, long threshold) => (int)~(((long)uniform - threshold) >> 63);
 }
