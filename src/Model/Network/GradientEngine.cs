@@ -103,9 +103,8 @@ public sealed class GradientEngine : IDisposable
         var parameters = _module.OrderedParameters;
         var (u, w, b, v, c) = (parameters[0], parameters[1], parameters[2], parameters[3], parameters[4]);
         var sizes = packed.BatchSizes;
+        var stepRows = sizes.Select(n => (long)n).ToArray();
         var names = sizes[0];
-        var offsets = new int[sizes.Length];
-        for (var t = 1; t < sizes.Length; t++) offsets[t] = offsets[t - 1] + sizes[t - 1];
         var tokens = torch.tensor(packed.Tokens, dtype: ScalarType.Int64);
         Tensor states, last;
         Tensor? inputMask = null;
@@ -120,7 +119,7 @@ public sealed class GradientEngine : IDisposable
                 projected = projected.mul(inputMask);
             }
             states = projected.add_(b);
-            perStep = states.split(sizes.Select(n => (long)n).ToArray(), 0);
+            perStep = states.split(stepRows, 0);
             var wt = w.t();
             perStep[0].tanh_();
             for (var t = 1; t < sizes.Length; t++)
@@ -128,11 +127,7 @@ public sealed class GradientEngine : IDisposable
                 var previous = sizes[t] == sizes[t - 1] ? perStep[t - 1] : perStep[t - 1].narrow(0, 0, sizes[t]);
                 perStep[t].addmm_(previous, wt, 1, 1).tanh_();
             }
-            // Name i (sorted order) ends at the last step that still has it.
-            var lastRow = new long[names];
-            for (var t = 0; t < sizes.Length; t++)
-                for (var i = t + 1 < sizes.Length ? sizes[t + 1] : 0; i < sizes[t]; i++) lastRow[i] = offsets[t] + i;
-            last = states.index_select(0, torch.tensor(lastRow, dtype: ScalarType.Int64));
+            last = states.index_select(0, torch.tensor(packed.LastRows(), dtype: ScalarType.Int64));
         }
         last.requires_grad_(true);
         var features = dropout is null ? last : dropout.Apply(last);
@@ -145,28 +140,29 @@ public sealed class GradientEngine : IDisposable
             // Back through time: the rows of 'upstream' are ∂L/∂s of the names still running.
             var upstream = last.grad!;
             var g = states.mul(states).neg_().add_(1);
-            var gradientPerStep = g.split(sizes.Select(n => (long)n).ToArray(), 0);
+            var gradientPerStep = g.split(stepRows, 0);
             for (var t = sizes.Length - 1; t >= 0; t--)
             {
                 var running = sizes[t] == names ? upstream : upstream.narrow(0, 0, sizes[t]);
                 var gt = gradientPerStep[t].mul_(running);
                 if (t > 0) running.addmm_(gt, w, 0, 1);
             }
-            var gradW = torch.zeros_like(w);
-            if (sizes.Length > 1)
-            {
-                var previousRow = new long[packed.Tokens.Length - names];
-                for (int t = 1, k = 0; t < sizes.Length; t++)
-                    for (var i = 0; i < sizes[t]; i++) previousRow[k++] = offsets[t - 1] + i;
-                var previous = states.index_select(0, torch.tensor(previousRow, dtype: ScalarType.Int64));
-                gradW = g.narrow(0, names, previousRow.Length).t().mm(previous);
-            }
+            // One-letter names only: one step, no recurrence, no gradient for W.
+            var gradW = sizes.Length == 1 ? torch.zeros_like(w) : RecurrentGradient(packed, g, states);
             var gradB = g.sum([0L]);
             var gradProjected = inputMask is null ? g : g.mul(inputMask);
             var gradU = torch.zeros(u.shape[1], u.shape[0], dtype: u.dtype).index_add_(0, tokens, gradProjected, One).t();
             var flat = torch.cat([gradU.reshape(-1), gradW.reshape(-1), gradB, v.grad!.reshape(-1), c.grad!.reshape(-1)], 0);
             return (logits, loss, ParameterIo.ToFloats(flat));
         }
+    }
+
+    /// <summary>∂L/∂W = Σ_{t ≥ 1} g_tᵀ s_{t−1}: the gradients of every step after the first against the states one step before, in one product.</summary>
+    private static Tensor RecurrentGradient(PackedNames packed, Tensor g, Tensor states)
+    {
+        var previousRows = packed.PreviousRows();
+        var previous = states.index_select(0, torch.tensor(previousRows, dtype: ScalarType.Int64));
+        return g.narrow(0, packed.BatchSizes[0], previousRows.Length).t().mm(previous);
     }
 
     /// <summary>

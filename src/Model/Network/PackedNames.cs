@@ -16,6 +16,9 @@ public sealed class PackedNames
 
     public int[] BatchSizes { get; }
 
+    /// <summary>Offsets[t] is the packed index of step t's first row: the sum of the batch sizes before it.</summary>
+    public int[] Offsets { get; }
+
     /// <summary>
     /// MirrorIndex[k] is the packed index of the same name's letter at the mirrored position: for
     /// packed index k = (step t, name i), the index of (step length_i − 1 − t, name i). It maps rows
@@ -25,8 +28,9 @@ public sealed class PackedNames
 
     public int Count => Order.Length;
 
-    private PackedNames(int[] order, long[] tokens, long[] reversedTokens, int[] batchSizes, long[] mirrorIndex)
+    private PackedNames(int[] order, long[] tokens, long[] reversedTokens, int[] batchSizes, int[] offsets, long[] mirrorIndex)
     {
+        Offsets = offsets;
         Order = order;
         Tokens = tokens;
         ReversedTokens = reversedTokens;
@@ -63,6 +67,26 @@ public sealed class PackedNames
                 mirror[k] = offsets[name.Length - 1 - t] + i;
                 reversed[k++] = name[name.Length - 1 - t];
             }
-        return new PackedNames(order, tokens, reversed, batchSizes, mirror);
+        return new PackedNames(order, tokens, reversed, batchSizes, offsets, mirror);
+    }
+
+    /// <summary>The packed index of every name's last letter, in sorted order: name i ends at the last step that still has it.</summary>
+    public long[] LastRows()
+    {
+        var sizes = BatchSizes;
+        var rows = new long[Count];
+        for (var t = 0; t < sizes.Length; t++)
+            for (var i = t + 1 < sizes.Length ? sizes[t + 1] : 0; i < sizes[t]; i++) rows[i] = Offsets[t] + i;
+        return rows;
+    }
+
+    /// <summary>For every packed row after the first step, in packed order, the packed index of the same name's row one step before.</summary>
+    public long[] PreviousRows()
+    {
+        var sizes = BatchSizes;
+        var rows = new long[Tokens.Length - sizes[0]];
+        for (int t = 1, k = 0; t < sizes.Length; t++)
+            for (var i = 0; i < sizes[t]; i++) rows[k++] = Offsets[t - 1] + i;
+        return rows;
     }
 }
