@@ -163,9 +163,7 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
                 throw new InvalidOperationException($"injected failure at step {work.Step} micro-batch {failMicroBatch}");
             }
             if (work.MicroBatches.Length == 0) throw new ArgumentException("a unit of work without micro-batches");
-            var parts = new List<MicroBatchGradients>(work.MicroBatches.Length);
-            foreach (var part in work.MicroBatches)
-                parts.Add(_engine!.Compute(part.Names, part.Labels, part.NoiseSeed));
+            var parts = _engine!.ComputeMany(work.MicroBatches.Select(part => new MicroBatchInput(part.Names, part.Labels, part.NoiseSeed)).ToList());
             var result = GradientTree.Reduce(parts);
             if (!double.IsFinite(result.LossSum) || !VectorMath.AllFinite(result.Gradients))
             {

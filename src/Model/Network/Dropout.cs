@@ -27,9 +27,12 @@ public sealed class Dropout
     public Tensor Apply(Tensor x) => x * Mask(x);
 
     /// <summary>The next mask for a tensor of <paramref name="x"/>'s shape: 0 where dropped, 1 / (1 − rate) where kept.</summary>
-    public Tensor Mask(Tensor x)
+    public Tensor Mask(Tensor x) => Mask(x.shape, x.dtype);
+
+    /// <summary>The next mask for a tensor of <paramref name="shape"/> and <paramref name="dtype"/>.</summary>
+    public Tensor Mask(long[] shape, ScalarType dtype)
     {
-        var mask = torch.empty(x.shape, dtype: ScalarType.Float32);
+        var mask = torch.empty(shape, dtype: ScalarType.Float32);
         // An element is dropped when its uniform u in [0, 1), 32 bits, is below the rate: u < rate ⇔ bits < rate · 2^32.
         var threshold = (long)Math.Ceiling(_rate * 4294967296.0);
         var kept = BitConverter.SingleToInt32Bits((float)(1.0 / (1.0 - _rate)));
@@ -43,7 +46,7 @@ public sealed class Dropout
             bits[i + 1] = kept & Kept(draw >> 32, threshold);
         }
         if (i < bits.Length) bits[i] = kept & Kept(_generator.NextUInt64() & 0xFFFFFFFFUL, threshold);
-        return x.dtype == ScalarType.Float32 ? mask : mask.to_type(x.dtype);
+        return dtype == ScalarType.Float32 ? mask : mask.to_type(dtype);
     }
 
     /// <summary>All ones when <paramref name="uniform"/> ≥ <paramref name="threshold"/> (kept), else 0: no branch to mispredict at random.</summary>

@@ -4,6 +4,9 @@ using static TorchSharp.torch;
 
 namespace NameRnn.Model.Network;
 
+/// <summary>One micro-batch to compute: its names, their labels, and the seed of its dropout masks.</summary>
+public sealed record MicroBatchInput(IReadOnlyList<string> Names, IReadOnlyList<int> Labels, long NoiseSeed = 0);
+
 /// <summary>The gradient sum and loss sum of one micro-batch.</summary>
 /// <param name="Correct">How many names of the micro-batch the forward pass (with dropout) classified right.</param>
 public sealed record MicroBatchGradients(double LossSum, int Count, float[] Gradients, int Correct = 0);
@@ -17,6 +20,7 @@ public sealed class GradientEngine : IDisposable
 {
     private readonly NameClassifier _module;
     private readonly Tensor? _classWeights;
+    private readonly float[]? _classWeightValues;
     private readonly double _dropout;
     private readonly double _labelSmoothing;
     private long _loadedVersion = -1;
@@ -44,6 +48,7 @@ public sealed class GradientEngine : IDisposable
             if (classWeights.Length != config.Classes)
                 throw new ArgumentException($"{classWeights.Length} class weights for {config.Classes} classes", nameof(classWeights));
             _classWeights = torch.tensor(classWeights).DetachFromDisposeScope();
+            _classWeightValues = classWeights.ToArray();
         }
     }
 
@@ -59,110 +64,207 @@ public sealed class GradientEngine : IDisposable
     }
 
     /// <summary>The gradient sum of one micro-batch; <paramref name="noiseSeed"/> seeds its dropout masks.</summary>
-    public MicroBatchGradients Compute(IReadOnlyList<string> names, IReadOnlyList<int> labels, long noiseSeed = 0)
+    public MicroBatchGradients Compute(IReadOnlyList<string> names, IReadOnlyList<int> labels, long noiseSeed = 0) =>
+        ComputeMany([new MicroBatchInput(names, labels, noiseSeed)])[0];
+
+    /// <summary>
+    /// The gradient sums of several micro-batches (a worker's unit of work), each the same bits as
+    /// <see cref="Compute"/> on that micro-batch alone. The seed's model computes them in one pass
+    /// over all their names (see <see cref="ElmanGradients"/>); other models one after the other.
+    /// </summary>
+    public IReadOnlyList<MicroBatchGradients> ComputeMany(IReadOnlyList<MicroBatchInput> microBatches)
     {
         if (_loadedVersion < 0) throw new InvalidOperationException("no parameters loaded");
-        if (names.Count != labels.Count) throw new ArgumentException("names and labels differ in length");
+        if (microBatches.Count == 0) throw new ArgumentException("no micro-batch to compute", nameof(microBatches));
+        foreach (var mb in microBatches)
+            if (mb.Names.Count != mb.Labels.Count) throw new ArgumentException("names and labels differ in length");
+        if (!_byHand) return microBatches.Select(WithAutograd).ToList();
         using var scope = torch.NewDisposeScope();
-        var packed = PackedNames.Pack(names.Select(Alphabet.Encode).ToList());
-        var sortedLabels = torch.tensor(packed.Order.Select(i => (long)labels[i]).ToArray(), dtype: ScalarType.Int64);
-        var dropout = _dropout > 0 ? new Dropout(_dropout, noiseSeed) : null;
-        Tensor logits, loss;
-        float[] gradients;
-        if (_byHand)
-            (logits, loss, gradients) = ElmanGradients(packed, sortedLabels, dropout);
-        else
-        {
-            logits = _module.Forward(packed, dropout);
-            loss = Loss(logits, sortedLabels);
-            _module.zero_grad();
-            loss.backward();
-            gradients = ParameterIo.FlattenGradients(_module);
-        }
-        var correct = (int)logits.argmax(1).eq(sortedLabels).sum().data<long>()[0];
-        return new MicroBatchGradients(loss.data<float>()[0], names.Count, gradients, correct);
+        return ElmanGradients(microBatches);
     }
+
+    private MicroBatchGradients WithAutograd(MicroBatchInput mb)
+    {
+        using var scope = torch.NewDisposeScope();
+        var packed = PackedNames.Pack(mb.Names.Select(Alphabet.Encode).ToList());
+        var sortedLabels = SortedLabels(packed, mb.Labels);
+        var logits = _module.Forward(packed, _dropout > 0 ? new Dropout(_dropout, mb.NoiseSeed) : null);
+        var loss = Loss(logits, sortedLabels);
+        _module.zero_grad();
+        loss.backward();
+        var correct = (int)logits.argmax(1).eq(sortedLabels).sum().data<long>()[0];
+        return new MicroBatchGradients(loss.data<float>()[0], mb.Names.Count, ParameterIo.FlattenGradients(_module), correct);
+    }
+
+    private static Tensor SortedLabels(PackedNames packed, IReadOnlyList<int> labels) =>
+        torch.tensor(packed.Order.Select(i => (long)labels[i]).ToArray(), dtype: ScalarType.Int64);
+
 
     private Tensor Loss(Tensor logits, Tensor sortedLabels) => _labelSmoothing > 0
         ? SmoothedLoss(logits, sortedLabels)
         : nn.functional.cross_entropy(logits, sortedLabels, _classWeights, reduction: nn.Reduction.Sum);
 
     /// <summary>
-    /// The seed's model, differentiated by hand through the recurrence: s_t = tanh(x_t + W s_{t−1}),
-    /// x_t = U[:, letter] (dropped out) + b. The forward pass is the module's, computed in place in one
-    /// buffer of all packed states; autograd differentiates only the output layer and the loss, from the
-    /// last states. Back through time, g_t = ∂L/∂s_t ⊙ (1 − s_t²) and ∂L/∂s_{t−1} = g_t W for the
-    /// names still running at t (a name that ends at t − 1 starts from the output layer's gradient);
-    /// then ∂L/∂W = Σ_t g_tᵀ s_{t−1} in one product over all steps, ∂L/∂b = Σ g, and ∂L/∂U adds
-    /// each g row (times its dropout mask) to its letter's column. Autograd records about ten
-    /// operations per letter step and adds W's gradient step by step; this does four to six, without
-    /// the graph (micro-batches of 32: about a quarter more names/s).
+    /// The seed's model, differentiated by hand: s_t = tanh(x_t + W s_{t−1}), x_t = U[:, letter]
+    /// (dropped out) + b, z = V f + c with f the last state (dropped out), and the class-weighted,
+    /// label-smoothed cross-entropy of z. The forward pass is the module's, computed in place in one
+    /// buffer of all packed states. The loss's gradient is ∂L/∂z = w_y (softmax(z) − q) with q the
+    /// smoothed target ((1 − ε) on the label, ε spread evenly). Back through time,
+    /// g_t = ∂L/∂s_t ⊙ (1 − s_t²) and ∂L/∂s_{t−1} = g_t W for the names still running at t (a name that
+    /// ends at t − 1 starts from the output layer's gradient); then ∂L/∂W = Σ_t g_tᵀ s_{t−1} in one
+    /// product over all steps, ∂L/∂b = Σ g, and ∂L/∂U adds each g row (times its dropout mask) to its
+    /// letter's column. Autograd records about ten operations per letter step and adds W's gradient
+    /// step by step; this does two to four, without a graph.
+    /// <para>
+    /// Several micro-batches go through together, packed as one batch: every operation on names
+    /// computes each name's row by itself (element-wise, row by row, or a matrix product of at least
+    /// <see cref="RowWise.MinRows"/> rows), so a name's values are the same bits whichever names share
+    /// its pass. What adds over names (the loss and the gradients of U, W, b, V and c) is computed per
+    /// micro-batch, from its rows gathered in its own packed order, as if it were alone. Each letter
+    /// step and each operation costs libtorch a fixed time, which a small micro-batch pays per name.
+    /// </para>
     /// </summary>
-    private (Tensor Logits, Tensor Loss, float[] Gradients) ElmanGradients(PackedNames packed, Tensor sortedLabels, Dropout? dropout)
+    private List<MicroBatchGradients> ElmanGradients(IReadOnlyList<MicroBatchInput> microBatches)
     {
         var parameters = _module.OrderedParameters;
         var (u, w, b, v, c) = (parameters[0], parameters[1], parameters[2], parameters[3], parameters[4]);
-        var sizes = packed.BatchSizes;
+        var (hidden, classes) = (w.shape[0], v.shape[0]);
+        var encoded = microBatches.Select(mb => mb.Names.Select(Alphabet.Encode).ToList()).ToList();
+        var own = encoded.Select(PackedNames.Pack).ToList();
+        var single = own.Count == 1;
+        var merged = single ? own[0] : PackedNames.Pack(encoded.SelectMany(e => e).ToList());
+        var layouts = MergedLayout.Of(own, merged);
+        var sizes = merged.BatchSizes;
         var stepRows = sizes.Select(n => (long)n).ToArray();
-        var names = sizes[0];
-        var tokens = torch.tensor(packed.Tokens, dtype: ScalarType.Int64);
-        Tensor states, last;
-        Tensor? inputMask = null;
-        Tensor[] perStep;
-        using (torch.no_grad())
+        var allLabels = microBatches.SelectMany(mb => mb.Labels).ToArray();
+        var labels = merged.Order.Select(i => allLabels[i]).ToArray();
+        var dropouts = microBatches.Select(mb => _dropout > 0 ? new Dropout(_dropout, mb.NoiseSeed) : null).ToArray();
+        var inputMasks = new Tensor?[own.Count];
+        using var noGrad = torch.no_grad();
+
+        // Forward: the module's operations (Project, Elman), in place.
+        var projected = u.t().index_select(0, torch.tensor(merged.Tokens, dtype: ScalarType.Int64));
+        Tensor? featureMask = null;
+        if (_dropout > 0)
         {
-            // The module's forward pass (Project, Elman): the same operations, in place.
-            var projected = u.t().index_select(0, tokens);
-            if (dropout is not null)
-            {
-                inputMask = dropout.Mask(projected);
-                projected = projected.mul(inputMask);
-            }
-            states = projected.add_(b);
-            perStep = states.split(stepRows, 0);
-            var wt = w.t();
-            perStep[0].tanh_();
-            for (var t = 1; t < sizes.Length; t++)
-            {
-                var previous = sizes[t] == sizes[t - 1] ? perStep[t - 1] : perStep[t - 1].narrow(0, 0, sizes[t]);
-                perStep[t].addmm_(previous, wt, 1, 1).tanh_();
-            }
-            last = states.index_select(0, torch.tensor(packed.LastRows(), dtype: ScalarType.Int64));
+            // Each micro-batch draws its masks in its own order, the letters' first, as the module does.
+            for (var m = 0; m < own.Count; m++) inputMasks[m] = dropouts[m]!.Mask([own[m].Tokens.Length, hidden], projected.dtype);
+            projected = projected.mul_(Merge(inputMasks!, layouts.Select(l => l.RowIndex).ToArray(), projected.shape));
+            var featureMasks = own.Select((p, m) => dropouts[m]!.Mask([p.Count, hidden], projected.dtype)).ToArray();
+            featureMask = Merge(featureMasks, layouts.Select(l => l.NameRows).ToArray(), [merged.Count, hidden]);
         }
-        last.requires_grad_(true);
-        var features = dropout is null ? last : dropout.Apply(last);
-        var logits = torch.addmm(c, features, v.t(), 1, 1);
-        var loss = Loss(logits, sortedLabels);
-        _module.zero_grad();
-        loss.backward();
-        using (torch.no_grad())
+        var states = projected.add_(b);
+        var perStep = states.split(stepRows, 0);
+        var wt = w.t();
+        perStep[0].tanh_();
+        for (var t = 1; t < sizes.Length; t++)
         {
-            // Back through time: the rows of 'upstream' are ∂L/∂s of the names still running.
-            var upstream = last.grad!;
-            var g = states.mul(states).neg_().add_(1);
-            var gradientPerStep = g.split(stepRows, 0);
-            for (var t = sizes.Length - 1; t >= 0; t--)
-            {
-                var running = sizes[t] == names ? upstream : upstream.narrow(0, 0, sizes[t]);
-                var gt = gradientPerStep[t].mul_(running);
-                if (t > 0) running.addmm_(gt, w, 0, 1);
-            }
+            var previous = sizes[t] == sizes[t - 1] ? perStep[t - 1] : perStep[t - 1].narrow(0, 0, sizes[t]);
+            RowWise.AddProduct(perStep[t], previous, wt, 1).tanh_();
+        }
+        var last = states.index_select(0, torch.tensor(merged.LastRows(), dtype: ScalarType.Int64));
+        var features = featureMask is null ? last : last.mul(featureMask);
+        var logits = RowWise.AddProduct(c.expand(merged.Count, classes).clone(), features, v.t(), 1);
+        var logP = logits.log_softmax(1);
+
+        // The loss's gradient: w_y (softmax(z) − q), row by row.
+        var labelTensor = torch.tensor(labels.Select(l => (long)l).ToArray(), dtype: ScalarType.Int64);
+        var target = torch.tensor(SmoothedTargets(labels, (int)classes), merged.Count, classes);
+        var gradLogits = logP.exp().sub_(target);
+        if (_classWeights is not null) gradLogits.mul_(_classWeights.index_select(0, labelTensor).unsqueeze(1));
+        var upstream = RowWise.AddProduct(torch.empty(merged.Count, hidden, dtype: states.dtype), gradLogits, v, 0);
+        if (featureMask is not null) upstream.mul_(featureMask);
+
+        // Back through time: the rows of 'upstream' are ∂L/∂s of the names still running.
+        var g = states.mul(states).neg_().add_(1);
+        var gradientPerStep = g.split(stepRows, 0);
+        for (var t = sizes.Length - 1; t >= 0; t--)
+        {
+            var running = sizes[t] == merged.Count ? upstream : upstream.narrow(0, 0, sizes[t]);
+            var gt = gradientPerStep[t].mul_(running);
+            if (t > 0) RowWise.AddProduct(running, gt, w, 0);
+        }
+
+        // What adds over names, per micro-batch: its rows in its own packed order, from here on as if it were alone.
+        var logPValues = ParameterIo.ToFloats(logP);
+        var results = new List<MicroBatchGradients>(own.Count);
+        for (var m = 0; m < own.Count; m++)
+        {
+            var (packed, layout) = (own[m], layouts[m]);
+            var gm = single ? g : g.index_select(0, layout.Rows);
             // One-letter names only: one step, no recurrence, no gradient for W.
-            var gradW = sizes.Length == 1 ? torch.zeros_like(w) : RecurrentGradient(packed, g, states);
-            var gradB = g.sum([0L]);
-            var gradProjected = inputMask is null ? g : g.mul(inputMask);
-            var gradU = torch.zeros(u.shape[1], u.shape[0], dtype: u.dtype).index_add_(0, tokens, gradProjected, One).t();
-            var flat = torch.cat([gradU.reshape(-1), gradW.reshape(-1), gradB, v.grad!.reshape(-1), c.grad!.reshape(-1)], 0);
-            return (logits, loss, ParameterIo.ToFloats(flat));
+            var gradW = packed.BatchSizes.Length == 1 ? torch.zeros_like(w)
+                : gm.narrow(0, packed.BatchSizes[0], packed.Tokens.Length - packed.BatchSizes[0]).t()
+                    .mm(states.index_select(0, layout.RowsOf(packed.PreviousRows())));
+            var gradB = gm.sum([0L]);
+            var gradProjected = inputMasks[m] is { } mask ? gm.mul(mask) : gm;
+            var gradU = torch.zeros(u.shape[1], u.shape[0], dtype: u.dtype)
+                .index_add_(0, torch.tensor(packed.Tokens, dtype: ScalarType.Int64), gradProjected, One).t();
+            var gradLogitsM = single ? gradLogits : gradLogits.index_select(0, layout.Names);
+            var gradV = gradLogitsM.t().mm(single ? features : features.index_select(0, layout.Names));
+            var gradC = gradLogitsM.sum([0L]);
+            var gradients = new float[Config.ParameterCount];
+            var offset = 0;
+            foreach (var part in new[] { gradU, gradW, gradB, gradV, gradC }) offset += ParameterIo.CopyInto(part, gradients, offset);
+            var (loss, correct) = LossAndHits(logPValues, (int)classes, layout.NameIndex, labels);
+            results.Add(new MicroBatchGradients(loss, packed.Count, gradients, correct));
         }
+        return results;
     }
 
-    /// <summary>∂L/∂W = Σ_{t ≥ 1} g_tᵀ s_{t−1}: the gradients of every step after the first against the states one step before, in one product.</summary>
-    private static Tensor RecurrentGradient(PackedNames packed, Tensor g, Tensor states)
+    /// <summary>q, row by row: ε / classes on every class, plus 1 − ε on the label.</summary>
+    private float[] SmoothedTargets(int[] labels, int classes)
     {
-        var previousRows = packed.PreviousRows();
-        var previous = states.index_select(0, torch.tensor(previousRows, dtype: ScalarType.Int64));
-        return g.narrow(0, packed.BatchSizes[0], previousRows.Length).t().mm(previous);
+        var (spread, keep) = ((float)(_labelSmoothing / classes), (float)(1 - _labelSmoothing));
+        var target = new float[labels.Length * classes];
+        Array.Fill(target, spread);
+        for (var i = 0; i < labels.Length; i++) target[i * classes + labels[i]] = keep + spread;
+        return target;
+    }
+
+    /// <summary>
+    /// Each micro-batch's rows (a new float32 tensor, in its own order) copied to their merged rows
+    /// <paramref name="rows"/>[m], row by row in C# (libtorch's index_copy took about 3 % of local mode's
+    /// time for it); a single micro-batch's tensor as it is.
+    /// </summary>
+    private static Tensor Merge(Tensor[] parts, long[][] rows, long[] shape)
+    {
+        if (parts.Length == 1) return parts[0];
+        var merged = torch.empty(shape, dtype: ScalarType.Float32);
+        var width = (int)shape[1];
+        var to = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(merged.bytes);
+        for (var m = 0; m < parts.Length; m++)
+        {
+            var from = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(parts[m].bytes);
+            var at = rows[m];
+            for (var k = 0; k < at.Length; k++) from.Slice(k * width, width).CopyTo(to.Slice((int)at[k] * width, width));
+        }
+        return merged;
+    }
+
+    /// <summary>
+    /// The loss sum of a micro-batch, Σ_i w_{y_i} [(1 − ε)(−log p_{i,y_i}) + ε · mean_c(−log p_{i,c})]
+    /// in double precision over its names in its own order, and how many of them the largest
+    /// probability classifies right.
+    /// </summary>
+    private (double Loss, int Correct) LossAndHits(float[] logP, int classes, int[] names, int[] labels)
+    {
+        var (loss, correct) = (0.0, 0);
+        foreach (var r in names)
+        {
+            var row = logP.AsSpan(r * classes, classes);
+            var y = labels[r];
+            var (mean, best) = (0.0, 0);
+            for (var k = 0; k < classes; k++)
+            {
+                mean += row[k];
+                if (row[k] > row[best]) best = k;
+            }
+            var perName = (1 - _labelSmoothing) * -row[y] + _labelSmoothing * -(mean / classes);
+            loss += (_classWeightValues?[y] ?? 1.0) * perName;
+            if (best == y) correct++;
+        }
+        return (loss, correct);
     }
 
     /// <summary>
@@ -223,10 +325,18 @@ public static class ParameterIo
     /// </summary>
     public static float[] ToFloats(Tensor tensor)
     {
+        var values = new float[tensor.numel()];
+        CopyInto(tensor, values, 0);
+        return values;
+    }
+
+    /// <summary>Copies a float32 tensor's values in row-major order into <paramref name="destination"/> at <paramref name="offset"/>, in one block; returns how many.</summary>
+    public static int CopyInto(Tensor tensor, float[] destination, int offset)
+    {
         if (tensor.dtype != ScalarType.Float32) throw new ArgumentException($"a tensor of {tensor.dtype}, not float32", nameof(tensor));
         var contiguous = tensor.contiguous();
-        var values = new float[contiguous.numel()];
-        System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(contiguous.bytes).CopyTo(values);
-        return values;
+        var values = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(contiguous.bytes);
+        values.CopyTo(destination.AsSpan(offset));
+        return values.Length;
     }
 }

@@ -79,7 +79,7 @@ public sealed record ModelConfig(string Cell, int Hidden, int Classes, int Input
     /// a worker whose build differs would compute other gradients and is refused.
     /// </summary>
     public static string Format { get; } = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(
-        $"namernn-model-v3|{Alphabet.Letters}|{string.Join(",", Cells.All)}|E?|U,W,b(,_reverse)?,V,c|W_ih,W_hh,b_ih,b_hh,V,c|_lN|{string.Join(",", Poolings.All)}")))[..16];
+        $"namernn-model-v4|{Alphabet.Letters}|{string.Join(",", Cells.All)}|E?|U,W,b(,_reverse)?,V,c|W_ih,W_hh,b_ih,b_hh,V,c|_lN|{string.Join(",", Poolings.All)}")))[..16];
 
     /// <summary>A short hash of the configuration, so that peers can tell whether they build the same model.</summary>
     public string Hash()
