@@ -142,29 +142,34 @@ public sealed class GradientEngine : IDisposable
         var inputMasks = new Tensor?[own.Count];
         using var noGrad = torch.no_grad();
 
-        // Forward: the module's operations (Project, Elman), in place.
-        var projected = u.t().index_select(0, torch.tensor(merged.Tokens, dtype: ScalarType.Int64));
+        // Forward: the module's operations (Project, Elman), in place. The buffer of states has
+        // RowWise.MinRows − 1 rows more than the letters (never read as states), so that a step's product
+        // of fewer rows can read its rows padded from the buffer itself (see RowWise).
+        var rows = merged.Tokens.Length;
+        var tokens = new long[rows + RowWise.MinRows - 1];
+        merged.Tokens.CopyTo(tokens, 0);
+        var buffer = u.t().index_select(0, torch.tensor(tokens, dtype: ScalarType.Int64));
+        var projected = buffer.narrow(0, 0, rows);
         Tensor? featureMask = null;
         if (_dropout > 0)
         {
             // Each micro-batch draws its masks in its own order, the letters' first, as the module does.
             for (var m = 0; m < own.Count; m++) inputMasks[m] = dropouts[m]!.Mask([own[m].Tokens.Length, hidden], projected.dtype);
-            projected = projected.mul_(Merge(inputMasks!, layouts.Select(l => l.RowIndex).ToArray(), projected.shape));
+            projected.mul_(Merge(inputMasks!, layouts.Select(l => l.RowIndex).ToArray(), projected.shape));
             var featureMasks = own.Select((p, m) => dropouts[m]!.Mask([p.Count, hidden], projected.dtype)).ToArray();
             featureMask = Merge(featureMasks, layouts.Select(l => l.NameRows).ToArray(), [merged.Count, hidden]);
         }
-        var states = projected.add_(b);
+        var paddedStates = buffer.add_(b);
+        var states = paddedStates.narrow(0, 0, rows);
         var perStep = states.split(stepRows, 0);
         var wt = w.t();
+        var products = new RowWise(hidden);
         perStep[0].tanh_();
-        for (var t = 1; t < sizes.Length; t++)
-        {
-            var previous = sizes[t] == sizes[t - 1] ? perStep[t - 1] : perStep[t - 1].narrow(0, 0, sizes[t]);
-            RowWise.AddProduct(perStep[t], previous, wt, 1).tanh_();
-        }
+        // Step t reads the first sizes[t] states of step t − 1.
+        for (var t = 1; t < sizes.Length; t++) products.AddProduct(perStep[t], paddedStates, merged.Offsets[t - 1], wt, 1).tanh_();
         var last = states.index_select(0, torch.tensor(merged.LastRows(), dtype: ScalarType.Int64));
         var features = featureMask is null ? last : last.mul(featureMask);
-        var logits = RowWise.AddProduct(c.expand(merged.Count, classes).clone(), features, v.t(), 1);
+        var logits = RowWise.AddProductPadded(c.expand(merged.Count, classes).clone(), features, v.t(), 1);
         var logP = logits.log_softmax(1);
 
         // The loss's gradient: w_y (softmax(z) − q), row by row.
@@ -172,17 +177,18 @@ public sealed class GradientEngine : IDisposable
         var target = torch.tensor(SmoothedTargets(labels, (int)classes), merged.Count, classes);
         var gradLogits = logP.exp().sub_(target);
         if (_classWeights is not null) gradLogits.mul_(_classWeights.index_select(0, labelTensor).unsqueeze(1));
-        var upstream = RowWise.AddProduct(torch.empty(merged.Count, hidden, dtype: states.dtype), gradLogits, v, 0);
+        var upstream = RowWise.AddProductPadded(torch.empty(merged.Count, hidden, dtype: states.dtype), gradLogits, v, 0);
         if (featureMask is not null) upstream.mul_(featureMask);
 
         // Back through time: the rows of 'upstream' are ∂L/∂s of the names still running.
-        var g = states.mul(states).neg_().add_(1);
+        var paddedG = paddedStates.mul(paddedStates).neg_().add_(1);
+        var g = paddedG.narrow(0, 0, rows);
         var gradientPerStep = g.split(stepRows, 0);
         for (var t = sizes.Length - 1; t >= 0; t--)
         {
             var running = sizes[t] == merged.Count ? upstream : upstream.narrow(0, 0, sizes[t]);
-            var gt = gradientPerStep[t].mul_(running);
-            if (t > 0) RowWise.AddProduct(running, gt, w, 0);
+            gradientPerStep[t].mul_(running);
+            if (t > 0) products.AddProduct(running, paddedG, merged.Offsets[t], w, 0);
         }
 
         // What adds over names, per micro-batch: its rows in its own packed order, from here on as if it were alone.
@@ -203,9 +209,7 @@ public sealed class GradientEngine : IDisposable
             var gradLogitsM = single ? gradLogits : gradLogits.index_select(0, layout.Names);
             var gradV = gradLogitsM.t().mm(single ? features : features.index_select(0, layout.Names));
             var gradC = gradLogitsM.sum([0L]);
-            var gradients = new float[Config.ParameterCount];
-            var offset = 0;
-            foreach (var part in new[] { gradU, gradW, gradB, gradV, gradC }) offset += ParameterIo.CopyInto(part, gradients, offset);
+            var gradients = ParameterIo.ToFloats(torch.cat([gradU.reshape(-1), gradW.reshape(-1), gradB, gradV.reshape(-1), gradC], 0));
             var (loss, correct) = LossAndHits(logPValues, (int)classes, layout.NameIndex, labels);
             results.Add(new MicroBatchGradients(loss, packed.Count, gradients, correct));
         }

@@ -16,15 +16,13 @@ internal sealed class MergedLayout
         _rows = rows;
         NameRows = names;
         NameIndex = names.Select(n => (int)n).ToArray();
-        Rows = torch.tensor(rows, dtype: ScalarType.Int64);
-        Names = torch.tensor(names, dtype: ScalarType.Int64);
     }
 
-    /// <summary>Rows[k]: the merged packed index of this micro-batch's own packed row k.</summary>
-    public Tensor Rows { get; }
+    /// <summary>Rows[k]: the merged packed index of this micro-batch's own packed row k (made when first asked for).</summary>
+    public Tensor Rows => field ??= torch.tensor(_rows, dtype: ScalarType.Int64);
 
-    /// <summary>Names[i]: the merged sorted position of this micro-batch's i-th name in its own sorted order.</summary>
-    public Tensor Names { get; }
+    /// <summary>Names[i]: the merged sorted position of this micro-batch's i-th name in its own sorted order (made when first asked for).</summary>
+    public Tensor Names => field ??= torch.tensor(NameRows, dtype: ScalarType.Int64);
 
     /// <summary><see cref="Rows"/> as an array.</summary>
     public long[] RowIndex => _rows;
@@ -70,16 +68,35 @@ internal sealed class MergedLayout
 /// <summary>
 /// Matrix products in which each row of the result is the same bits whatever the other rows are:
 /// libtorch's CPU matrix product (MKL) computes a product of fewer than <see cref="MinRows"/> rows
-/// with another kernel, whose sums round differently (by an ulp or so), so such a product is padded
-/// with zero rows. (Measured for 1 to 600 rows, hidden sizes 16 to 512, at any offset in a buffer;
-/// a test compares micro-batches computed together and alone.)
+/// with another kernel, whose sums round differently (by an ulp or so), so such a product is computed
+/// over <see cref="MinRows"/> rows and the extra rows of the result are dropped. (Measured for 1 to 600
+/// rows, hidden sizes 16 to 512, at any offset in a buffer; a test compares micro-batches computed
+/// together and alone.)
 /// </summary>
-internal static class RowWise
+internal sealed class RowWise(long width)
 {
     public const int MinRows = 4;
 
-    /// <summary>c = beta · c + a · b, in place; returns c.</summary>
-    public static Tensor AddProduct(Tensor c, Tensor a, Tensor b, int beta)
+    private Tensor? _scratch;
+
+    /// <summary>
+    /// c = beta · c + a · b in place, where a is the first c.shape[0] rows of <paramref name="source"/>
+    /// from row <paramref name="first"/>; returns c. With fewer than <see cref="MinRows"/> rows, the
+    /// product reads <see cref="MinRows"/> rows of <paramref name="source"/> (which must have them:
+    /// any finite values) and goes through a scratch buffer.
+    /// </summary>
+    public Tensor AddProduct(Tensor c, Tensor source, long first, Tensor b, int beta)
+    {
+        var n = c.shape[0];
+        if (n >= MinRows) return c.addmm_(source.narrow(0, first, n), b, beta, 1);
+        var scratch = _scratch ??= torch.zeros(MinRows, width, dtype: c.dtype);
+        if (beta != 0) scratch.narrow(0, 0, n).copy_(c);
+        scratch.addmm_(source.narrow(0, first, MinRows), b, beta, 1);
+        return c.copy_(scratch.narrow(0, 0, n));
+    }
+
+    /// <summary>c = beta · c + a · b in place, for any c and a: with fewer than <see cref="MinRows"/> rows, through zero-padded copies.</summary>
+    public static Tensor AddProductPadded(Tensor c, Tensor a, Tensor b, int beta)
     {
         var n = a.shape[0];
         if (n >= MinRows) return c.addmm_(a, b, beta, 1);
