@@ -131,13 +131,14 @@ public class NetworkTests
     /// must come out the same bits as computed alone, or the result would depend on how many workers
     /// share a step. Real names in micro-batches of 32, 7 and 2 (a late letter step of a small one has
     /// fewer than 4 rows, where libtorch's matrix product would round differently unpadded), with
-    /// dropout, label smoothing and class weights; hidden sizes 128 and 100 (rows not a multiple of the
-    /// vector width).
+    /// dropout, label smoothing and class weights; hidden sizes 128, 100 (rows not a multiple of the
+    /// vector width) and 512 (the matrix product adds in more than one block).
     /// </summary>
     [Theory]
     [InlineData(128, 0.1, 0.0)]
     [InlineData(100, 0.3, 0.1)]
     [InlineData(128, 0.0, 0.0)]
+    [InlineData(512, 0.1, 0.0)]
     public void Micro_batches_computed_together_equal_each_computed_alone(int hidden, double dropout, double smoothing)
     {
         torch.set_num_threads(1);
