@@ -76,8 +76,13 @@ public sealed class GradientEngine : IDisposable
     {
         if (_loadedVersion < 0) throw new InvalidOperationException("no parameters loaded");
         if (microBatches.Count == 0) throw new ArgumentException("no micro-batch to compute", nameof(microBatches));
+        var classes = _module.Config.Classes;
         foreach (var mb in microBatches)
+        {
             if (mb.Names.Count != mb.Labels.Count) throw new ArgumentException("names and labels differ in length");
+            foreach (var label in mb.Labels)
+                if (label < 0 || label >= classes) throw new ArgumentException($"label {label} is not one of the model's {classes} classes (0 to {classes - 1})");
+        }
         if (!_byHand) return microBatches.Select(WithAutograd).ToList();
         using var scope = torch.NewDisposeScope();
         return ElmanGradients(microBatches);

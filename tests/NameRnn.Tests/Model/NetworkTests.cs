@@ -127,6 +127,23 @@ public class NetworkTests
     }
 
     /// <summary>
+    /// A label outside the model's classes (a malformed unit of work from another node) is refused with
+    /// an error that says so, by the hand-written path as by autograd, before anything is computed.
+    /// </summary>
+    [Theory]
+    [InlineData(false, 5)]
+    [InlineData(false, -1)]
+    [InlineData(true, 5)]
+    public void A_label_outside_the_classes_is_refused(bool autograd, int label)
+    {
+        var config = ModelConfig.Create(Cells.Rnn, 8, 5);
+        using var engine = new GradientEngine(config, null, autograd: autograd);
+        engine.LoadParameters(0, ParameterInit.Create(config, seed: 1));
+        var error = Assert.Throws<ArgumentException>(() => engine.ComputeMany([new MicroBatchInput(["Abe", "Li"], [0, 1]), new MicroBatchInput(["Ng", "Zhang"], [2, label])]));
+        Assert.Contains($"label {label} is not one of the model's 5 classes", error.Message);
+    }
+
+    /// <summary>
     /// A worker computes its micro-batches in one pass (<see cref="GradientEngine.ComputeMany"/>); each
     /// must come out the same bits as computed alone, or the result would depend on how many workers
     /// share a step. Real names in micro-batches of 32, 7 and 2 (a late letter step of a small one has
