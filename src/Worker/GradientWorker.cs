@@ -163,7 +163,7 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
                 throw new InvalidOperationException($"injected failure at step {work.Step} micro-batch {failMicroBatch}");
             }
             if (work.MicroBatches.Length == 0) throw new ArgumentException("a unit of work without micro-batches");
-            var parts = _engine!.ComputeMany(work.MicroBatches.Select(part => new MicroBatchInput(part.Names, part.Labels, part.NoiseSeed)).ToList());
+            var parts = _engine!.ComputeMany(work.MicroBatches.Select((part, i) => new MicroBatch(work.MicroBatch + i, part.Names, part.Labels, part.NoiseSeed)).ToList());
             var result = GradientTree.Reduce(parts);
             if (!double.IsFinite(result.LossSum) || !VectorMath.AllFinite(result.Gradients))
             {

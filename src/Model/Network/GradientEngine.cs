@@ -1,11 +1,9 @@
 using NameRnn.Model.Data;
+using NameRnn.Model.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace NameRnn.Model.Network;
-
-/// <summary>One micro-batch to compute: its names, their labels, and the seed of its dropout masks.</summary>
-public sealed record MicroBatchInput(IReadOnlyList<string> Names, IReadOnlyList<int> Labels, long NoiseSeed = 0);
 
 /// <summary>The gradient sum and loss sum of one micro-batch.</summary>
 /// <param name="Correct">How many names of the micro-batch the forward pass (with dropout) classified right.</param>
@@ -65,21 +63,21 @@ public sealed class GradientEngine : IDisposable
 
     /// <summary>The gradient sum of one micro-batch; <paramref name="noiseSeed"/> seeds its dropout masks.</summary>
     public MicroBatchGradients Compute(IReadOnlyList<string> names, IReadOnlyList<int> labels, long noiseSeed = 0) =>
-        ComputeMany([new MicroBatchInput(names, labels, noiseSeed)])[0];
+        ComputeMany([new MicroBatch(0, names.ToArray(), labels.ToArray(), noiseSeed)])[0];
 
     /// <summary>
     /// The gradient sums of several micro-batches (a worker's unit of work), each the same bits as
     /// <see cref="Compute"/> on that micro-batch alone. The seed's model computes them in one pass
     /// over all their names (see <see cref="ElmanGradients"/>); other models one after the other.
     /// </summary>
-    public IReadOnlyList<MicroBatchGradients> ComputeMany(IReadOnlyList<MicroBatchInput> microBatches)
+    public IReadOnlyList<MicroBatchGradients> ComputeMany(IReadOnlyList<MicroBatch> microBatches)
     {
         if (_loadedVersion < 0) throw new InvalidOperationException("no parameters loaded");
         if (microBatches.Count == 0) throw new ArgumentException("no micro-batch to compute", nameof(microBatches));
         var classes = _module.Config.Classes;
         foreach (var mb in microBatches)
         {
-            if (mb.Names.Count != mb.Labels.Count) throw new ArgumentException("names and labels differ in length");
+            if (mb.Names.Length != mb.Labels.Length) throw new ArgumentException("names and labels differ in length");
             foreach (var label in mb.Labels)
                 if (label < 0 || label >= classes) throw new ArgumentException($"label {label} is not one of the model's {classes} classes (0 to {classes - 1})");
         }
@@ -88,7 +86,7 @@ public sealed class GradientEngine : IDisposable
         return ElmanGradients(microBatches);
     }
 
-    private MicroBatchGradients WithAutograd(MicroBatchInput mb)
+    private MicroBatchGradients WithAutograd(MicroBatch mb)
     {
         using var scope = torch.NewDisposeScope();
         var packed = PackedNames.Pack(mb.Names.Select(Alphabet.Encode).ToList());
@@ -98,12 +96,11 @@ public sealed class GradientEngine : IDisposable
         _module.zero_grad();
         loss.backward();
         var correct = (int)logits.argmax(1).eq(sortedLabels).sum().data<long>()[0];
-        return new MicroBatchGradients(loss.data<float>()[0], mb.Names.Count, ParameterIo.FlattenGradients(_module), correct);
+        return new MicroBatchGradients(loss.data<float>()[0], mb.Names.Length, ParameterIo.FlattenGradients(_module), correct);
     }
 
     private static Tensor SortedLabels(PackedNames packed, IReadOnlyList<int> labels) =>
         torch.tensor(packed.Order.Select(i => (long)labels[i]).ToArray(), dtype: ScalarType.Int64);
-
 
     private Tensor Loss(Tensor logits, Tensor sortedLabels) => _labelSmoothing > 0
         ? SmoothedLoss(logits, sortedLabels)
@@ -129,7 +126,7 @@ public sealed class GradientEngine : IDisposable
     /// step and each operation costs libtorch a fixed time, which a small micro-batch pays per name.
     /// </para>
     /// </summary>
-    private List<MicroBatchGradients> ElmanGradients(IReadOnlyList<MicroBatchInput> microBatches)
+    private List<MicroBatchGradients> ElmanGradients(IReadOnlyList<MicroBatch> microBatches)
     {
         var parameters = _module.OrderedParameters;
         var (u, w, b, v, c) = (parameters[0], parameters[1], parameters[2], parameters[3], parameters[4]);
@@ -168,13 +165,13 @@ public sealed class GradientEngine : IDisposable
         var states = paddedStates.narrow(0, 0, rows);
         var perStep = states.split(stepRows, 0);
         var wt = w.t();
-        var products = new RowWise(hidden);
+        var products = new RowWise();
         perStep[0].tanh_();
         // Step t reads the first sizes[t] states of step t − 1.
         for (var t = 1; t < sizes.Length; t++) products.AddProduct(perStep[t], paddedStates, merged.Offsets[t - 1], wt, 1).tanh_();
         var last = states.index_select(0, torch.tensor(merged.LastRows(), dtype: ScalarType.Int64));
         var features = featureMask is null ? last : last.mul(featureMask);
-        var logits = RowWise.AddProductPadded(c.expand(merged.Count, classes).clone(), features, v.t(), 1);
+        var logits = products.AddProduct(c.expand(merged.Count, classes).clone(), RowWise.AtLeastMinRows(features), 0, v.t(), 1);
         var logP = logits.log_softmax(1);
 
         // The loss's gradient: w_y (softmax(z) − q), row by row.
@@ -182,7 +179,7 @@ public sealed class GradientEngine : IDisposable
         var target = torch.tensor(SmoothedTargets(labels, (int)classes), merged.Count, classes);
         var gradLogits = logP.exp().sub_(target);
         if (_classWeights is not null) gradLogits.mul_(_classWeights.index_select(0, labelTensor).unsqueeze(1));
-        var upstream = RowWise.AddProductPadded(torch.empty(merged.Count, hidden, dtype: states.dtype), gradLogits, v, 0);
+        var upstream = products.AddProduct(torch.empty(merged.Count, hidden, dtype: states.dtype), RowWise.AtLeastMinRows(gradLogits), 0, v, 0);
         if (featureMask is not null) upstream.mul_(featureMask);
 
         // Back through time: the rows of 'upstream' are ∂L/∂s of the names still running.
@@ -215,7 +212,7 @@ public sealed class GradientEngine : IDisposable
             var gradV = gradLogitsM.t().mm(single ? features : features.index_select(0, layout.Names));
             var gradC = gradLogitsM.sum([0L]);
             var gradients = ParameterIo.ToFloats(torch.cat([gradU.reshape(-1), gradW.reshape(-1), gradB, gradV.reshape(-1), gradC], 0));
-            var (loss, correct) = LossAndHits(logPValues, (int)classes, layout.NameIndex, labels);
+            var (loss, correct) = LossAndHits(logPValues, (int)classes, layout.NameRows, labels);
             results.Add(new MicroBatchGradients(loss, packed.Count, gradients, correct));
         }
         return results;
@@ -256,13 +253,13 @@ public sealed class GradientEngine : IDisposable
     /// in double precision over its names in its own order, and how many of them the largest
     /// probability classifies right.
     /// </summary>
-    private (double Loss, int Correct) LossAndHits(float[] logP, int classes, int[] names, int[] labels)
+    private (double Loss, int Correct) LossAndHits(float[] logP, int classes, long[] names, int[] labels)
     {
         var (loss, correct) = (0.0, 0);
         foreach (var r in names)
         {
-            var row = logP.AsSpan(r * classes, classes);
-            var y = labels[r];
+            var row = logP.AsSpan((int)r * classes, classes);
+            var y = labels[(int)r];
             var (mean, best) = (0.0, 0);
             for (var k = 0; k < classes; k++)
             {
@@ -334,18 +331,10 @@ public static class ParameterIo
     /// </summary>
     public static float[] ToFloats(Tensor tensor)
     {
-        var values = new float[tensor.numel()];
-        CopyInto(tensor, values, 0);
-        return values;
-    }
-
-    /// <summary>Copies a float32 tensor's values in row-major order into <paramref name="destination"/> at <paramref name="offset"/>, in one block; returns how many.</summary>
-    public static int CopyInto(Tensor tensor, float[] destination, int offset)
-    {
         if (tensor.dtype != ScalarType.Float32) throw new ArgumentException($"a tensor of {tensor.dtype}, not float32", nameof(tensor));
         var contiguous = tensor.contiguous();
-        var values = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(contiguous.bytes);
-        values.CopyTo(destination.AsSpan(offset));
-        return values.Length;
+        var values = new float[contiguous.numel()];
+        System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(contiguous.bytes).CopyTo(values);
+        return values;
     }
 }

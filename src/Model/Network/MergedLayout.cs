@@ -9,35 +9,29 @@ namespace NameRnn.Model.Network;
 /// </summary>
 internal sealed class MergedLayout
 {
-    private readonly long[] _rows;
-
     private MergedLayout(long[] rows, long[] names)
     {
-        _rows = rows;
+        RowIndex = rows;
         NameRows = names;
-        NameIndex = names.Select(n => (int)n).ToArray();
     }
 
-    /// <summary>Rows[k]: the merged packed index of this micro-batch's own packed row k (made when first asked for).</summary>
-    public Tensor Rows => field ??= torch.tensor(_rows, dtype: ScalarType.Int64);
+    /// <summary>RowIndex[k]: the merged packed index of this micro-batch's own packed row k.</summary>
+    public long[] RowIndex { get; }
 
-    /// <summary>Names[i]: the merged sorted position of this micro-batch's i-th name in its own sorted order (made when first asked for).</summary>
-    public Tensor Names => field ??= torch.tensor(NameRows, dtype: ScalarType.Int64);
-
-    /// <summary><see cref="Rows"/> as an array.</summary>
-    public long[] RowIndex => _rows;
-
-    /// <summary><see cref="Names"/> as an array.</summary>
+    /// <summary>NameRows[i]: the merged sorted position of this micro-batch's i-th name in its own sorted order.</summary>
     public long[] NameRows { get; }
 
-    /// <summary><see cref="Names"/> as an array of int.</summary>
-    public int[] NameIndex { get; }
+    /// <summary><see cref="RowIndex"/> as a tensor (made when first asked for).</summary>
+    public Tensor Rows => field ??= torch.tensor(RowIndex, dtype: ScalarType.Int64);
+
+    /// <summary><see cref="NameRows"/> as a tensor (made when first asked for).</summary>
+    public Tensor Names => field ??= torch.tensor(NameRows, dtype: ScalarType.Int64);
 
     /// <summary>The merged packed indices of some of this micro-batch's own packed rows.</summary>
     public Tensor RowsOf(long[] ownRows)
     {
         var rows = new long[ownRows.Length];
-        for (var i = 0; i < rows.Length; i++) rows[i] = _rows[ownRows[i]];
+        for (var i = 0; i < rows.Length; i++) rows[i] = RowIndex[ownRows[i]];
         return torch.tensor(rows, dtype: ScalarType.Int64);
     }
 
@@ -73,7 +67,7 @@ internal sealed class MergedLayout
 /// rows, hidden sizes 16 to 512, at any offset in a buffer; a test compares micro-batches computed
 /// together and alone.)
 /// </summary>
-internal sealed class RowWise(long width)
+internal sealed class RowWise
 {
     public const int MinRows = 4;
 
@@ -89,22 +83,18 @@ internal sealed class RowWise(long width)
     {
         var n = c.shape[0];
         if (n >= MinRows) return c.addmm_(source.narrow(0, first, n), b, beta, 1);
-        var scratch = _scratch ??= torch.zeros(MinRows, width, dtype: c.dtype);
-        if (beta != 0) scratch.narrow(0, 0, n).copy_(c);
-        scratch.addmm_(source.narrow(0, first, MinRows), b, beta, 1);
-        return c.copy_(scratch.narrow(0, 0, n));
+        if (_scratch is null || _scratch.shape[1] != c.shape[1]) _scratch = torch.zeros(MinRows, c.shape[1], dtype: c.dtype);
+        if (beta != 0) _scratch.narrow(0, 0, n).copy_(c);
+        _scratch.addmm_(source.narrow(0, first, MinRows), b, beta, 1);
+        return c.copy_(_scratch.narrow(0, 0, n));
     }
 
-    /// <summary>c = beta · c + a · b in place, for any c and a: with fewer than <see cref="MinRows"/> rows, through zero-padded copies.</summary>
-    public static Tensor AddProductPadded(Tensor c, Tensor a, Tensor b, int beta)
+    /// <summary><paramref name="a"/> itself when it has <see cref="MinRows"/> rows or more, else a copy padded with zero rows to that many.</summary>
+    public static Tensor AtLeastMinRows(Tensor a)
     {
-        var n = a.shape[0];
-        if (n >= MinRows) return c.addmm_(a, b, beta, 1);
-        var paddedA = torch.zeros(MinRows, a.shape[1], dtype: a.dtype);
-        paddedA.narrow(0, 0, n).copy_(a);
-        var paddedC = torch.zeros(MinRows, c.shape[1], dtype: c.dtype);
-        if (beta != 0) paddedC.narrow(0, 0, n).copy_(c);
-        paddedC.addmm_(paddedA, b, beta, 1);
-        return c.copy_(paddedC.narrow(0, 0, n));
+        if (a.shape[0] >= MinRows) return a;
+        var padded = torch.zeros(MinRows, a.shape[1], dtype: a.dtype);
+        padded.narrow(0, 0, a.shape[0]).copy_(a);
+        return padded;
     }
 }

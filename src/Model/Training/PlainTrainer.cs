@@ -15,7 +15,7 @@ public static class PlainTrainer
         while (!run.Finished)
         {
             engine.LoadParameters(run.ParametersVersion, run.Parameters);
-            var gradients = engine.ComputeMany(run.MicroBatches().Select(mb => new MicroBatchInput(mb.Names, mb.Labels, mb.NoiseSeed)).ToList());
+            var gradients = engine.ComputeMany(run.MicroBatches());
             var outcome = run.Apply(gradients);
             onStep?.Invoke(outcome);
         }

@@ -1,4 +1,5 @@
 using NameRnn.Model.Network;
+using NameRnn.Model.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -139,7 +140,7 @@ public class NetworkTests
         var config = ModelConfig.Create(Cells.Rnn, 8, 5);
         using var engine = new GradientEngine(config, null, autograd: autograd);
         engine.LoadParameters(0, ParameterInit.Create(config, seed: 1));
-        var error = Assert.Throws<ArgumentException>(() => engine.ComputeMany([new MicroBatchInput(["Abe", "Li"], [0, 1]), new MicroBatchInput(["Ng", "Zhang"], [2, label])]));
+        var error = Assert.Throws<ArgumentException>(() => engine.ComputeMany([new MicroBatch(0, ["Abe", "Li"], [0, 1], 0), new MicroBatch(1, ["Ng", "Zhang"], [2, label], 0)]));
         Assert.Contains($"label {label} is not one of the model's 5 classes", error.Message);
     }
 
@@ -162,13 +163,13 @@ public class NetworkTests
         var data = NameRnn.Model.Data.NamesData.Load(TestData.NamesFolder);
         var train = data.SplitOf(NameRnn.Model.Data.Split.Train);
         var config = ModelConfig.Create(Cells.Rnn, hidden, data.Labels.Count);
-        var weights = NameRnn.Model.Training.TrainingRun.ClassWeights(train, config.Classes, 0.5);
+        var weights = TrainingRun.ClassWeights(train, config.Classes, 0.5);
         using var engine = new GradientEngine(config, weights, dropout, smoothing);
         engine.LoadParameters(0, ParameterInit.Create(config, seed: 9));
         // The longest names of the training split in small micro-batches, among ordinary ones.
         var longest = train.OrderByDescending(p => p.Name.Length).Take(9).ToList();
         var parts = new[] { train.Skip(100).Take(32), longest.Take(7), train.Skip(300).Take(32), longest.Skip(7).Take(2), train.Skip(500).Take(32) }
-            .Select((p, i) => new MicroBatchInput(p.Select(x => x.Name).ToArray(), p.Select(x => x.Label).ToArray(), NoiseSeed: 1000 + i)).ToList();
+            .Select((p, i) => new MicroBatch(i, p.Select(x => x.Name).ToArray(), p.Select(x => x.Label).ToArray(), NoiseSeed: 1000 + i)).ToList();
 
         var together = engine.ComputeMany(parts);
         for (var i = 0; i < parts.Count; i++)
