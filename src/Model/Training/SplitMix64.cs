@@ -8,14 +8,26 @@ public struct SplitMix64(ulong state)
 {
     public ulong State { get; private set; } = state;
 
+    /// <summary>What the state adds per draw.</summary>
+    public const ulong Gamma = 0x9E3779B97F4A7C15UL;
+
     public ulong NextUInt64()
     {
-        State = unchecked(State + 0x9E3779B97F4A7C15UL);
-        var z = State;
+        State = unchecked(State + Gamma);
+        return Mix(State);
+    }
+
+    /// <summary>What a draw returns for the state it moved to: the k-th next draw returns Mix(State + k · Gamma), whatever came before.</summary>
+    public static ulong Mix(ulong state)
+    {
+        var z = state;
         z = unchecked((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL);
         z = unchecked((z ^ (z >> 27)) * 0x94D049BB133111EBUL);
         return z ^ (z >> 31);
     }
+
+    /// <summary>Moves on by <paramref name="draws"/> draws without computing them.</summary>
+    public void Skip(ulong draws) => State = unchecked(State + draws * Gamma);
 
     /// <summary>Uniform in [0, 1) with 53 random bits.</summary>
     public double NextDouble() => (NextUInt64() >> 11) * (1.0 / (1UL << 53));

@@ -214,6 +214,37 @@ public class NetworkTests
     }
 
     /// <summary>
+    /// Mask values from the generator's draws one by one, as the definition reads: each 64-bit draw of
+    /// SplitMix64 gives two 32-bit uniforms (low half first); a value is dropped (0) when its uniform is
+    /// below rate · 2^32, else kept as 1 / (1 − rate). Successive masks continue the same sequence; the
+    /// sizes cover the eight-draws-at-a-time path, its remainder, an odd count and a single value.
+    /// </summary>
+    [Theory]
+    [InlineData(0.1)]
+    [InlineData(0.5)]
+    public void Dropout_masks_are_the_generators_draws_in_order(double rate)
+    {
+        using var scope = torch.NewDisposeScope();
+        const long seed = 12345;
+        var dropout = new Dropout(rate, seed);
+        var generator = new SplitMix64(unchecked((ulong)seed));
+        var threshold = rate * 4294967296.0;
+        var kept = (float)(1.0 / (1.0 - rate));
+        foreach (var shape in new long[][] { [500, 201], [3, 5], [16, 1], [1, 1], [7, 128], [33, 16] })
+        {
+            var mask = dropout.Mask(shape, ScalarType.Float32).data<float>().ToArray();
+            var expected = new float[mask.Length];
+            for (var i = 0; i < expected.Length; i += 2)
+            {
+                var draw = generator.NextUInt64();
+                expected[i] = (draw & 0xFFFFFFFFUL) < threshold ? 0f : kept;
+                if (i + 1 < expected.Length) expected[i + 1] = (draw >> 32) < threshold ? 0f : kept;
+            }
+            Assert.Equal(expected, mask);
+        }
+    }
+
+    /// <summary>
     /// The weighted cross-entropy sum of the batch, computed in float64 with the same module; with
     /// label smoothing ε the target is 1 − ε on the label plus ε / classes on every class.
     /// </summary>
