@@ -38,8 +38,8 @@ public sealed class Dropout
         // An element is dropped when its uniform u in [0, 1), 32 bits, is below the rate: u < rate ⇔ bits < rate · 2^32.
         var threshold = (long)Math.Ceiling(_rate * 4294967296.0);
         var kept = BitConverter.SingleToInt32Bits((float)(1.0 / (1.0 - _rate)));
-        // Written straight into the tensor's memory (a new tensor is contiguous).
-        var bits = MemoryMarshal.Cast<byte, int>(mask.bytes);
+        // Written straight into the tensor's memory, as the floats' bit patterns.
+        var bits = MemoryMarshal.Cast<float, int>(ParameterIo.Floats(mask));
         var i = Avx512DQ.IsSupported ? MaskEightDrawsAtATime(bits, threshold, kept) : 0;
         for (; i + 1 < bits.Length; i += 2)
         {
@@ -54,7 +54,7 @@ public sealed class Dropout
     /// <summary>
     /// The same mask values as the loop in <see cref="Mask(long[], ScalarType)"/>, eight draws at a time in
     /// 512-bit registers: draw k of the generator is a function of its state plus k · Gamma alone, so the
-    /// lanes compute draws k … k + 7 side by side; the low and high 32 bits of a draw give two neighbouring
+    /// lanes compute draws k … k + 7 side by side (SplitMix64's mixing, lane by lane); the low and high 32 bits of a draw give two neighbouring
     /// values, as in the loop. Returns how many values it wrote (a multiple of 16); the generator moves on
     /// past their draws. About four times faster than the loop (64-bit lane products need AVX-512 DQ).
     /// </summary>
@@ -66,7 +66,7 @@ public sealed class Dropout
         var gamma = Vector512.Create(SplitMix64.Gamma);
         var states = Vector512.Create(_generator.State) + Vector512.Create(1UL, 2, 3, 4, 5, 6, 7, 8) * gamma;
         var stride = Vector512.Create(unchecked(8 * SplitMix64.Gamma));
-        var (m1, m2) = (Vector512.Create(0xBF58476D1CE4E5B9UL), Vector512.Create(0x94D049BB133111EBUL));
+        var (m1, m2) = (Vector512.Create(SplitMix64.Mix1), Vector512.Create(SplitMix64.Mix2));
         var bound = Vector512.Create(threshold);
         var low = Vector512.Create(0xFFFFFFFFUL);
         var keptLow = Vector512.Create((ulong)(uint)kept);

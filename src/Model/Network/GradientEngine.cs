@@ -238,10 +238,10 @@ public sealed class GradientEngine : IDisposable
         if (parts.Length == 1) return parts[0];
         var merged = torch.empty(shape, dtype: ScalarType.Float32);
         var width = (int)shape[1];
-        var to = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(merged.bytes);
+        var to = ParameterIo.Floats(merged);
         for (var m = 0; m < parts.Length; m++)
         {
-            var from = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(parts[m].bytes);
+            var from = ParameterIo.Floats(parts[m]);
             var at = rows[m];
             for (var k = 0; k < at.Length; k++) from.Slice(k * width, width).CopyTo(to.Slice((int)at[k] * width, width));
         }
@@ -312,8 +312,7 @@ public static class ParameterIo
         foreach (var p in module.OrderedParameters)
         {
             var n = (int)p.numel();
-            if (p.dtype != ScalarType.Float32 || !p.is_contiguous()) throw new InvalidOperationException($"a parameter of {p.dtype}, contiguous {p.is_contiguous()}: only contiguous float32 parameters are loaded");
-            flat.AsSpan(offset, n).CopyTo(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(p.bytes));
+            flat.AsSpan(offset, n).CopyTo(Floats(p));
             offset += n;
         }
     }
@@ -332,12 +331,13 @@ public static class ParameterIo
     /// <c>data&lt;float&gt;().CopyTo</c> copies element by element and asks the native library for the
     /// element count at each one: about a tenth of local mode's CPU time at global batch 64.)
     /// </summary>
-    public static float[] ToFloats(Tensor tensor)
+    public static float[] ToFloats(Tensor tensor) => Floats(tensor.contiguous()).ToArray();
+
+    /// <summary>The memory of a contiguous float32 tensor as floats in row-major order, to read or write in place.</summary>
+    public static Span<float> Floats(Tensor tensor)
     {
         if (tensor.dtype != ScalarType.Float32) throw new ArgumentException($"a tensor of {tensor.dtype}, not float32", nameof(tensor));
-        var contiguous = tensor.contiguous();
-        var values = new float[contiguous.numel()];
-        System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(contiguous.bytes).CopyTo(values);
-        return values;
+        if (!tensor.is_contiguous()) throw new ArgumentException("a tensor that is not contiguous", nameof(tensor));
+        return System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(tensor.bytes);
     }
 }

@@ -17,12 +17,15 @@ public struct SplitMix64(ulong state)
         return Mix(State);
     }
 
+    /// <summary>The multipliers of the mixing function (after shifts by 30 and 27; a last shift by 31).</summary>
+    public const ulong Mix1 = 0xBF58476D1CE4E5B9UL, Mix2 = 0x94D049BB133111EBUL;
+
     /// <summary>What a draw returns for the state it moved to: the k-th next draw returns Mix(State + k · Gamma), whatever came before.</summary>
-    public static ulong Mix(ulong state)
+    private static ulong Mix(ulong state)
     {
         var z = state;
-        z = unchecked((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL);
-        z = unchecked((z ^ (z >> 27)) * 0x94D049BB133111EBUL);
+        z = unchecked((z ^ (z >> 30)) * Mix1);
+        z = unchecked((z ^ (z >> 27)) * Mix2);
         return z ^ (z >> 31);
     }
 
