@@ -70,7 +70,7 @@ public sealed class TrainSettings : DataSettings
     [Option("--batch-size", "names per optimizer step (global batch)", Value = "N")]
     public int BatchSize { get; set; } = Defaults.BatchSize;
 
-    [Option("--micro-batch", "names per micro-batch, the smallest piece of work; its gradient sums are added in a fixed order, so the result does not depend on the worker count", Value = "N")]
+    [Option("--micro-batch", "names per micro-batch on average, the smallest piece of work: a batch is cut into batch-size / N of them (rounded up), by the names' lengths so that each costs about the same; their gradient sums are added in a fixed order, so the result does not depend on the worker count", Value = "N")]
     public int MicroBatch { get; set; } = Defaults.MicroBatch;
 
     [Option("--hidden", "hidden state size", Value = "N")]

@@ -7,7 +7,11 @@ public sealed record TrainingOptions
 {
     public int Epochs { get; init; } = 30;
     public int BatchSize { get; init; } = 64;
-    /// <summary>Names per unit of work; fixed, whatever the number of workers, so that results do not depend on it.</summary>
+    /// <summary>
+    /// Names per micro-batch, the smallest unit of work, on average: a batch is cut into batch / this
+    /// (rounded up) micro-batches, those of the longer names holding fewer of them (<see cref="BalancedCut"/>).
+    /// Fixed, whatever the number of workers, so that results do not depend on it.
+    /// </summary>
     public int MicroBatch { get; init; } = 32;
     public string Cell { get; init; } = Cells.Rnn;
     public int Hidden { get; init; } = 128;

@@ -18,7 +18,7 @@ public sealed record StepOutcome(long Step, int Epoch, double Loss, double Learn
 
 /// <summary>
 /// The synchronous data-parallel protocol without any actor: the epoch order (a seeded shuffle),
-/// global batches cut into fixed-size micro-batches, the micro-batch gradient sums added in
+/// global batches cut into micro-batches by the names' lengths (<see cref="BalancedCut"/>), the micro-batch gradient sums added in
 /// micro-batch order and divided by the batch size, clipping, the schedule and the optimizer on
 /// the master copy of the parameters. The coordinator actor drives it; so can a plain loop.
 /// </summary>
@@ -30,6 +30,7 @@ public sealed class TrainingRun
     private int[] _order;
     private int[]? _nextOrder;
     private readonly float[]? _average;
+    private readonly int _letterStepCost;
 
     public TrainingRun(TrainingOptions options, ModelConfig config, IReadOnlyList<LabelledName> train, float[] initialParameters)
         : this(options, config, train, new RunState(0, 0, 0, initialParameters,
@@ -51,6 +52,7 @@ public sealed class TrainingRun
         _options = options;
         _train = train;
         Config = config;
+        _letterStepCost = BalancedCut.LetterStepCost(config.Hidden);
         Parameters = (float[])state.Parameters.Clone();
         _average = options.AverageDecay > 0 ? (float[])(state.Average ?? state.Parameters).Clone() : null;
         _optimizer = Optimizers.Create(options.Optimizer, config.ParameterCount, options.Momentum, options.WeightDecay, fresh ? null : state.Optimizer);
@@ -115,7 +117,8 @@ public sealed class TrainingRun
 
     /// <summary>
     /// The micro-batches of the current step or of the one after it, so that the next step's work can be
-    /// handed out before this one is applied (it does not depend on the parameters).
+    /// handed out before this one is applied (it does not depend on the parameters): the batch's names cut
+    /// into ⌈batch / <see cref="TrainingOptions.MicroBatch"/>⌉ micro-batches by their lengths (<see cref="BalancedCut"/>).
     /// </summary>
     public IReadOnlyList<MicroBatch> MicroBatchesOf(long step)
     {
@@ -129,14 +132,9 @@ public sealed class TrainingRun
             order = _nextOrder ??= SplitMix64.EpochPermutation(_train.Count, _options.Seed, Epoch + 1);
         }
         var (start, end) = StepRange(stepInEpoch);
-        var result = new List<MicroBatch>();
-        for (var s = start; s < end; s += _options.MicroBatch)
-        {
-            var e = Math.Min(s + _options.MicroBatch, end);
-            var pairs = Enumerable.Range(s, e - s).Select(i => _train[order[i]]).ToArray();
-            result.Add(new MicroBatch(result.Count, pairs.Select(p => p.Name).ToArray(), pairs.Select(p => p.Label).ToArray(), NoiseSeed(step, result.Count)));
-        }
-        return result;
+        var batch = Enumerable.Range(start, end - start).Select(i => _train[order[i]]).ToArray();
+        var count = (batch.Length + _options.MicroBatch - 1) / _options.MicroBatch;
+        return BalancedCut.Cut(batch.Select(p => p.Name.Length).ToArray(), count, _letterStepCost).Select((rows, m) => new MicroBatch(m, rows.Select(r => batch[r].Name).ToArray(), rows.Select(r => batch[r].Label).ToArray(), NoiseSeed(step, m))).ToList();
     }
 
     /// <summary>The seed of the dropout masks of micro-batch <paramref name="index"/> of a step: the same whoever computes it.</summary>
