@@ -61,7 +61,8 @@ public static class BalancedCut
                 Array.Sort(result[first]);
                 return;
             }
-            var (left, right) = (GradientTree.Split(microBatches), microBatches - GradientTree.Split(microBatches));
+            var left = GradientTree.Split(microBatches);
+            var right = microBatches - left;
             // The left half's cost per micro-batch grows with its size and the right's falls: take the
             // first size where the left's is at least the right's, or the one before it if that is closer.
             var size = left;

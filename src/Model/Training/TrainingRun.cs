@@ -30,7 +30,6 @@ public sealed class TrainingRun
     private int[] _order;
     private int[]? _nextOrder;
     private readonly float[]? _average;
-    private readonly int _letterStepCost;
 
     public TrainingRun(TrainingOptions options, ModelConfig config, IReadOnlyList<LabelledName> train, float[] initialParameters)
         : this(options, config, train, new RunState(0, 0, 0, initialParameters,
@@ -52,7 +51,6 @@ public sealed class TrainingRun
         _options = options;
         _train = train;
         Config = config;
-        _letterStepCost = BalancedCut.LetterStepCost(config.Hidden);
         Parameters = (float[])state.Parameters.Clone();
         _average = options.AverageDecay > 0 ? (float[])(state.Average ?? state.Parameters).Clone() : null;
         _optimizer = Optimizers.Create(options.Optimizer, config.ParameterCount, options.Momentum, options.WeightDecay, fresh ? null : state.Optimizer);
@@ -134,7 +132,7 @@ public sealed class TrainingRun
         var (start, end) = StepRange(stepInEpoch);
         var batch = Enumerable.Range(start, end - start).Select(i => _train[order[i]]).ToArray();
         var count = (batch.Length + _options.MicroBatch - 1) / _options.MicroBatch;
-        return BalancedCut.Cut(batch.Select(p => p.Name.Length).ToArray(), count, _letterStepCost).Select((rows, m) => new MicroBatch(m, rows.Select(r => batch[r].Name).ToArray(), rows.Select(r => batch[r].Label).ToArray(), NoiseSeed(step, m))).ToList();
+        return BalancedCut.Cut(batch.Select(p => p.Name.Length).ToArray(), count, BalancedCut.LetterStepCost(Config.Hidden)).Select((rows, m) => new MicroBatch(m, rows.Select(r => batch[r].Name).ToArray(), rows.Select(r => batch[r].Label).ToArray(), NoiseSeed(step, m))).ToList();
     }
 
     /// <summary>The seed of the dropout masks of micro-batch <paramref name="index"/> of a step: the same whoever computes it.</summary>
