@@ -143,6 +143,16 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
     private int _epochNames;
     private int _epochCorrect;
     private readonly Stopwatch _thisStep = new();
+
+    /// <summary>
+    /// Steps go to the recorder this many at a time, or once <see cref="RecordInterval"/> has passed
+    /// since the last ones went (a slow model's progress still shows), and at every epoch's end.
+    /// </summary>
+    public const int RecordEvery = 16;
+
+    private static readonly TimeSpan RecordInterval = TimeSpan.FromMilliseconds(100);
+    private readonly List<Runs.StepRecorded> _unrecorded = [];
+    private readonly Stopwatch _sinceRecorded = Stopwatch.StartNew();
     private float[]? _bestParameters;
     private ClassificationReport? _bestValidation;
     private int _bestEpoch = -1;
@@ -171,7 +181,7 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    /// <param name="recorder">Gets a <see cref="Runs.StepRecorded"/> per step and an <see cref="Runs.EpochRecorded"/> per epoch, if given.</param>
+    /// <param name="recorder">Gets every step in <see cref="Runs.StepsRecorded"/> (see <see cref="RecordEvery"/>) and an <see cref="Runs.EpochRecorded"/> per epoch, if given.</param>
     public static Props Props(TrainingPlan plan, IActorRef? recorder = null) =>
         Akka.Actor.Props.Create(() => new TrainingCoordinator(plan, recorder)).WithDispatcher(TorchDispatcher.Id);
 
@@ -590,8 +600,9 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
         _epochLossSum += outcome.Loss * outcome.Names;
         _epochNames += outcome.Names;
         _epochCorrect += outcome.Correct;
-        _recorder?.Tell(new Runs.StepRecorded(outcome.Step, outcome.Epoch, (int)(outcome.Step % run.StepsPerEpoch), run.StepsPerEpoch,
-            _plan.Options.Epochs, outcome.Loss, outcome.LearningRate, outcome.Names / Math.Max(_thisStep.Elapsed.TotalSeconds, 1e-9), LiveWorkers));
+        Record(new Runs.StepRecorded(outcome.Step, outcome.Epoch, (int)(outcome.Step % run.StepsPerEpoch), run.StepsPerEpoch,
+            _plan.Options.Epochs, outcome.Loss, outcome.LearningRate, outcome.Names / Math.Max(_thisStep.Elapsed.TotalSeconds, 1e-9), LiveWorkers),
+            now: outcome.EpochEnded || !double.IsFinite(outcome.Loss));
         if (!double.IsFinite(outcome.Loss))
         {
             Fail($"the training loss became {outcome.Loss} at step {outcome.Step}; try a lower --lr");
@@ -603,6 +614,21 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
         if (_requester is null) return;
         if (run.Finished || _stopEarly) Finish();
         else BeginStep();
+    }
+
+    private void Record(Runs.StepRecorded step, bool now)
+    {
+        if (_recorder is null) return;
+        _unrecorded.Add(step);
+        if (now || _unrecorded.Count >= RecordEvery || _sinceRecorded.Elapsed >= RecordInterval) SendRecordedSteps();
+    }
+
+    private void SendRecordedSteps()
+    {
+        if (_recorder is null || _unrecorded.Count == 0) return;
+        _recorder.Tell(new Runs.StepsRecorded(_unrecorded.ToArray()));
+        _unrecorded.Clear();
+        _sinceRecorded.Restart();
     }
 
     private void CompleteEpoch(StepOutcome outcome)
@@ -662,6 +688,7 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
 
     private void Finish()
     {
+        SendRecordedSteps();
         _trainClock.Stop();
         var best = _bestParameters ?? _run!.ModelParameters;
         var (_, test) = _evaluator!.Evaluate(best, _plan.Test);
@@ -674,6 +701,7 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
 
     private void Fail(string reason, bool checkpoint = true)
     {
+        SendRecordedSteps();
         if (checkpoint) SaveCheckpoint();
         _log.Error("Run {RunId} failed: {Reason}", _plan.RunId, reason);
         _requester?.Tell(new TrainingFailed(_plan.RunId, reason));

@@ -11,9 +11,12 @@ public class RunFolderTests
 {
     private static readonly string[] Quick = ["--max-names", "640", "--epochs", "2", "--batch-size", "64", "--micro-batch", "32", "--workers", "2"];
 
-    private static async Task<string> TrainAsync(string runsDir, string name)
+    /// <summary>40 steps per epoch: the steps reach the recorder in several batches, the last one short.</summary>
+    private static readonly string[] SmallBatches = ["--max-names", "640", "--epochs", "2", "--batch-size", "16", "--micro-batch", "8", "--workers", "2"];
+
+    private static async Task<string> TrainAsync(string runsDir, string name, string[]? options = null)
     {
-        var result = await CliRunner.RunAsync(["train", "--data", TestData.NamesFolder, "--runs-dir", runsDir, "--name", name, .. Quick]);
+        var result = await CliRunner.RunAsync(["train", "--data", TestData.NamesFolder, "--runs-dir", runsDir, "--name", name, .. options ?? Quick]);
         Assert.True(result.ExitCode == 0, result.Error);
         return Assert.Single(Directory.GetDirectories(runsDir), d => d.EndsWith("-" + name, StringComparison.Ordinal));
     }
@@ -22,7 +25,7 @@ public class RunFolderTests
     public async Task A_short_run_leaves_every_file_of_its_run_folder_readable()
     {
         var runs = TestData.TempFolder();
-        var run = await TrainAsync(runs, "short");
+        var run = await TrainAsync(runs, "short", SmallBatches);
         Assert.Matches(@"^\d{8}-\d{6}-short$", Path.GetFileName(run));
         foreach (var file in new[] { "config.json", "metrics.csv", "log.clef", "summary.json", "summary.md", "model.json", "model.bin", "loss.png", "accuracy.png", "confusion.png" })
             Assert.True(File.Exists(Path.Combine(run, file)), $"{file} is missing");
@@ -32,17 +35,21 @@ public class RunFolderTests
         Assert.Equal(NameRnn.Model.Data.NamesData.Load(TestData.NamesFolder).Stats.ContentSha256, config.GetProperty("data_sha256").GetString());
         Assert.Equal(1L, config.GetProperty("options").GetProperty("seed").GetInt64());
 
-        // metrics.csv: the agreed columns, a row per step (10 steps of 64 names) and per epoch.
+        // metrics.csv: the agreed columns, a row per step (40 steps of 16 names per epoch) and per epoch.
         var lines = File.ReadAllLines(Path.Combine(run, "metrics.csv"));
         Assert.Equal(RunRecorder.Columns, lines[0].Split(','));
         var rows = lines.Skip(1).Select(l => l.Split(',')).ToList();
         Assert.All(rows, r => Assert.Equal(RunRecorder.Columns.Length, r.Length));
         var steps = rows.Where(r => r[0] == "step").ToList();
         var epochs = rows.Where(r => r[0] == "epoch").ToList();
-        Assert.Equal(20, steps.Count);
-        Assert.Equal(Enumerable.Range(1, 20).Select(i => i.ToString()), steps.Select(r => r[2]));
+        Assert.Equal(80, steps.Count);
+        Assert.Equal(Enumerable.Range(1, 80).Select(i => i.ToString()), steps.Select(r => r[2]));
+        Assert.Equal(Enumerable.Range(0, 80).Select(i => (i / 40 + 1).ToString()), steps.Select(r => r[1]));
         Assert.All(steps, r => Assert.True(double.Parse(r[3], CultureInfo.InvariantCulture) > 0));
         Assert.Equal(2, epochs.Count);
+        // Each epoch's row follows its own steps.
+        string[] epoch = [.. Enumerable.Repeat("step", 40), "epoch"];
+        Assert.Equal([.. epoch, .. epoch], rows.Select(r => r[0]));
 
         // The summary's figures are the last epoch row's.
         var summary = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "summary.json"))).RootElement;
@@ -71,8 +78,8 @@ public class RunFolderTests
         Assert.Equal([1L, 2L], accuracy.Select(s => s.Step));
         Assert.Equal((float)double.Parse(epochs[1][10], CultureInfo.InvariantCulture), accuracy[1].Value);
         var losses = scalars.Where(s => s.Tag == "train/loss").ToDictionary(s => s.Step, s => s.Value);
-        Assert.Equal([10L, 20L], losses.Keys.Order());
-        Assert.Equal((float)double.Parse(steps[19][3], CultureInfo.InvariantCulture), losses[20]);
+        Assert.Equal(Enumerable.Range(1, 8).Select(i => 10L * i), losses.Keys.Order());
+        Assert.Equal((float)double.Parse(steps[79][3], CultureInfo.InvariantCulture), losses[80]);
         Assert.Contains(scalars, s => s.Tag == "train/learning_rate");
         Assert.Contains(scalars, s => s.Tag == "epoch/validation_macro_f1");
         Assert.Contains(scalars, s => s.Tag == "train/names_per_second");
