@@ -86,8 +86,7 @@ public static class GradientTree
         var right = Node(mid, hi, known);
         if (left.Gradients.Length != right.Gradients.Length)
             throw new ArgumentException($"gradients of {left.Gradients.Length} and {right.Gradients.Length} values");
-        var gradients = (float[])left.Gradients.Clone();
-        VectorMath.AddTo(gradients, right.Gradients);
+        var gradients = VectorMath.Sum(left.Gradients, right.Gradients);
         return new MicroBatchGradients(left.LossSum + right.LossSum, left.Count + right.Count, gradients, left.Correct + right.Correct);
     }
 }

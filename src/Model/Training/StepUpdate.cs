@@ -20,11 +20,13 @@ public static class StepUpdate
         if (sum.Gradients.Length != parameters.Length)
             throw new ArgumentException($"a gradient of {sum.Gradients.Length} values for a model of {parameters.Length}");
         var count = sum.Count;
-        // 0 + sum, as when the sums were added one by one to zeros: the same bits as then for one or two micro-batches.
-        var total = new float[parameters.Length];
-        VectorMath.AddTo(total, sum.Gradients);
+        // 0 + sum, as when the sums were added one by one to zeros: the same bits as then for one or two
+        // micro-batches. In place when the sum is an array of the tree's own, not a block's (which its
+        // sender and the step's other replicas may still hold).
+        var own = !blocks.Any(b => ReferenceEquals(b.Sum.Gradients, sum.Gradients));
+        var total = own ? sum.Gradients : GC.AllocateUninitializedArray<float>(parameters.Length);
+        VectorMath.ScaleFromZero(total, sum.Gradients, 1f / count);
         var lossSum = 0.0 + sum.LossSum;
-        VectorMath.Scale(total, 1f / count);
         var norm = Math.Sqrt(VectorMath.SumOfSquares(total));
         if (clipNorm > 0 && norm > clipNorm) VectorMath.Scale(total, (float)(clipNorm / (norm + 1e-6)));
         var next = (float[])parameters.Clone();

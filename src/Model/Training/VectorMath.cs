@@ -21,6 +21,33 @@ public static class VectorMath
         for (; i < target.Length; i++) target[i] += source[i];
     }
 
+    /// <summary>A new array of a[i] + b[i].</summary>
+    public static float[] Sum(float[] a, float[] b)
+    {
+        if (a.Length != b.Length) throw new ArgumentException($"{a.Length} values added to {b.Length}");
+        var sum = GC.AllocateUninitializedArray<float>(a.Length);
+        var i = 0;
+        for (; i <= a.Length - Vector<float>.Count; i += Vector<float>.Count)
+            (new Vector<float>(a, i) + new Vector<float>(b, i)).CopyTo(sum, i);
+        for (; i < a.Length; i++) sum[i] = a[i] + b[i];
+        return sum;
+    }
+
+    /// <summary>
+    /// target[i] = (0 + source[i]) · factor, one rounding per operation as written (the 0 + turns a −0
+    /// into +0, as adding the value to a zeroed array did); <paramref name="target"/> may be
+    /// <paramref name="source"/>.
+    /// </summary>
+    public static void ScaleFromZero(float[] target, float[] source, float factor)
+    {
+        if (source.Length != target.Length) throw new ArgumentException($"{source.Length} values scaled into {target.Length}");
+        var (zero, f) = (Vector<float>.Zero, new Vector<float>(factor));
+        var i = 0;
+        for (; i <= target.Length - Vector<float>.Count; i += Vector<float>.Count)
+            ((zero + new Vector<float>(source, i)) * f).CopyTo(target, i);
+        for (; i < target.Length; i++) target[i] = (0f + source[i]) * factor;
+    }
+
     /// <summary>values[i] *= factor.</summary>
     public static void Scale(float[] values, float factor)
     {
