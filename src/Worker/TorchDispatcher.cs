@@ -14,8 +14,8 @@ namespace NameRnn.Worker;
 /// workers: about 15 % more names/s than with threads that sleep at once); and with no more threads
 /// than cores, a thread that spins never takes the core of one that computes. (With a thread per actor,
 /// Akka's pinned dispatcher until the eleventh session, the coordinator and two workers were three
-/// busy threads on two cores: about a fifth of the steps at global batch 64 took twice the median,
-/// against a tenth with the shared threads.)</item>
+/// busy threads on two cores: 17–26 % of the steps at global batch 64 took over 1.5 ms, against a
+/// median of about 0.95 ms, and 10–11 % with the shared threads.)</item>
 /// <item>Sleeping (<see cref="SleepingThreadsExecutor"/>) for cluster nodes, where several processes
 /// share the cores: a spinning thread takes the CPU that the other workers and the remoting need
 /// (cluster of 2 worker processes: about 40 % more names/s than with spinning threads). These threads
