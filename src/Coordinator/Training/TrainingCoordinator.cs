@@ -415,7 +415,13 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
             foreach (var peer in step.LatePeers.Where(p => !p.Equals(Sender))) peer.Tell(block);
         }
         if (step == _current && step.Complete) CompleteStep();
-        else Dispatch();
+        else
+        {
+            // Without replicas the next step goes out only once this one is applied; its micro-batches
+            // are cut now, while the step's other workers still compute, not after.
+            if (!_plan.Replicas && step == _current && _run!.HasNextStep && !_stopEarly) _next ??= NewStep(step.Step + 1, []);
+            Dispatch();
+        }
     }
 
     private void OnFailed(GradientsFailed failed)
