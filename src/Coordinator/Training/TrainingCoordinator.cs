@@ -319,7 +319,9 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
     /// failed on when there is one. Ties go by worker id, not by the order in which workers happened to
     /// register. With replicas, a live worker that will not have the current version on its own gets the
     /// run's state first, and the next step's units go out ahead to the workers that will take the current
-    /// step themselves.
+    /// step themselves. Without replicas the next step goes out only once this one is applied, but its
+    /// micro-batches are cut once the first block of this one is in, while the other workers still
+    /// compute, not after.
     /// </summary>
     private void Dispatch()
     {
@@ -328,8 +330,9 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
             foreach (var worker in _workerOrder.Where(w => !_workers[w].Suspended && _workers[w].ReplicaVersion != current.Step).ToList())
                 SendState(worker);
         DispatchStep(current, _ => true);
-        if (!_plan.Replicas || current.Pending.Count > 0 || !_run!.HasNextStep || _stopEarly) return;
+        if (current.Pending.Count > 0 || !_run!.HasNextStep || _stopEarly || (!_plan.Replicas && current.Received == 0)) return;
         _next ??= NewStep(current.Step + 1, current.AllPeers.Where(w => _workers.ContainsKey(w)));
+        if (!_plan.Replicas) return;
         DispatchStep(_next, w => _workers[w].ReplicaVersion == current.Step && (current.Peers.Contains(w) || current.LatePeers.Contains(w)));
     }
 
@@ -415,13 +418,7 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
             foreach (var peer in step.LatePeers.Where(p => !p.Equals(Sender))) peer.Tell(block);
         }
         if (step == _current && step.Complete) CompleteStep();
-        else
-        {
-            // Without replicas the next step goes out only once this one is applied; its micro-batches
-            // are cut now, while the step's other workers still compute, not after.
-            if (!_plan.Replicas && step == _current && _run!.HasNextStep && !_stopEarly) _next ??= NewStep(step.Step + 1, []);
-            Dispatch();
-        }
+        else Dispatch();
     }
 
     private void OnFailed(GradientsFailed failed)

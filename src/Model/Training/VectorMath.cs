@@ -11,16 +11,6 @@ namespace NameRnn.Model.Training;
 /// </summary>
 public static class VectorMath
 {
-    /// <summary>target[i] += source[i].</summary>
-    public static void AddTo(float[] target, float[] source)
-    {
-        if (source.Length != target.Length) throw new ArgumentException($"{source.Length} values added to {target.Length}");
-        var i = 0;
-        for (; i <= target.Length - Vector<float>.Count; i += Vector<float>.Count)
-            (new Vector<float>(target, i) + new Vector<float>(source, i)).CopyTo(target, i);
-        for (; i < target.Length; i++) target[i] += source[i];
-    }
-
     /// <summary>A new array of a[i] + b[i].</summary>
     public static float[] Sum(float[] a, float[] b)
     {

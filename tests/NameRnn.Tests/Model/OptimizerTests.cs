@@ -81,8 +81,6 @@ public class OptimizerTests
             // Every fifth value a negative zero, which adding to zero turns into a positive one.
             var a = Random(count, count).Select((v, i) => i % 5 == 2 ? -0f : v).ToArray();
             var b = Random(count, count + 1000);
-            var sum = (float[])a.Clone();
-            VectorMath.AddTo(sum, b);
             var newSum = VectorMath.Sum(a, b);
             var scaled = (float[])a.Clone();
             VectorMath.Scale(scaled, 1f / 3);
@@ -92,7 +90,6 @@ public class OptimizerTests
             VectorMath.ScaleFromZero(inPlace, inPlace, 1f / 3);
             for (var i = 0; i < count; i++)
             {
-                Assert.Equal(BitConverter.SingleToInt32Bits(a[i] + b[i]), BitConverter.SingleToInt32Bits(sum[i]));
                 Assert.Equal(BitConverter.SingleToInt32Bits(a[i] + b[i]), BitConverter.SingleToInt32Bits(newSum[i]));
                 Assert.Equal(BitConverter.SingleToInt32Bits(a[i] * (1f / 3)), BitConverter.SingleToInt32Bits(scaled[i]));
                 var zeroPlus = 0f;
