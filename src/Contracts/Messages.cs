@@ -8,7 +8,7 @@ public interface INameRnnMessage;
 /// <summary>The coordinator/worker protocol's version; a worker with another one is refused.</summary>
 public static class Protocol
 {
-    public const int Version = 4;
+    public const int Version = 5;
 }
 
 /// <summary>What a worker needs to build the model it computes gradients for.</summary>
@@ -17,9 +17,10 @@ public sealed record ModelSpec(string Cell, int Hidden, int Classes, int Inputs,
 /// <summary>
 /// A worker asks to take part; sent when it finds the coordinator (and again until answered).
 /// <see cref="ModelFormat"/> identifies the model definition the worker's build implements (alphabet,
-/// cells, parameter layout); <see cref="Secret"/> is the cluster secret it was given, if any.
+/// cells, parameter layout); <see cref="Secret"/> is the cluster secret it was given, if any;
+/// <see cref="BlockEndpoint"/> the host:port of its direct link for block sums (see <c>BlockLink</c>), "" for none.
 /// </summary>
-public sealed record RegisterWorker(int ProtocolVersion, string WorkerId, string ModelFormat, string Secret) : INameRnnMessage;
+public sealed record RegisterWorker(int ProtocolVersion, string WorkerId, string ModelFormat, string Secret, string BlockEndpoint = "") : INameRnnMessage;
 
 /// <summary>
 /// The coordinator took the worker in for a run; the worker builds the model from <see cref="Model"/>
@@ -41,11 +42,12 @@ public sealed record MicroBatchWork(string[] Names, int[] Labels, long NoiseSeed
 /// takes each step itself from the step's block sums, and may be handed the next step's work before it has
 /// them. It sends its answer to the coordinator and to each of <see cref="Peers"/>, the replicas of the step,
 /// which need every block sum of the step (<see cref="StepMicroBatches"/> micro-batches in all) and its
-/// <see cref="LearningRate"/> to take it. Nobody changes the arrays after sending.
+/// <see cref="LearningRate"/> to take it: over the direct link at <see cref="PeerEndpoints"/>[i] (host:port,
+/// "" for none) when it can, else through the remoting. Nobody changes the arrays after sending.
 /// </summary>
 public sealed record ComputeGradients(
     string RunId, long Step, int MicroBatch, long ParametersVersion, float[]? Parameters, MicroBatchWork[] MicroBatches,
-    int StepMicroBatches = 0, double LearningRate = 0, IActorRef[]? Peers = null) : INameRnnMessage;
+    int StepMicroBatches = 0, double LearningRate = 0, IActorRef[]? Peers = null, string[]? PeerEndpoints = null) : INameRnnMessage;
 
 /// <summary>
 /// The summed gradient and loss of one unit of work: the <see cref="MicroBatches"/> micro-batches from

@@ -13,7 +13,7 @@ namespace NameRnn.Contracts;
 public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWithStringManifest(system)
 {
     public const int SerializerId = 8_117;
-    private const byte FormatVersion = 3;
+    private const byte FormatVersion = 4;
 
     private const string ModelSpecManifest = "MS";
     private const string RegisterManifest = "RW";
@@ -51,7 +51,7 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
         {
             case ModelSpec m: WriteSpec(w, m); break;
             case RegisterWorker m:
-                w.Int32(m.ProtocolVersion); w.String(m.WorkerId); w.String(m.ModelFormat); w.String(m.Secret);
+                w.Int32(m.ProtocolVersion); w.String(m.WorkerId); w.String(m.ModelFormat); w.String(m.Secret); w.String(m.BlockEndpoint);
                 break;
             case WorkerAccepted m: w.String(m.RunId); WriteSpec(w, m.Model); w.Floats(m.ClassWeights); w.Double(m.Dropout); w.Double(m.LabelSmoothing); break;
             case WorkerRefused m: w.String(m.Reason); break;
@@ -64,6 +64,7 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
                 }
                 w.Int32(m.StepMicroBatches); w.Double(m.LearningRate);
                 w.Strings(peerPaths);
+                w.Strings(m.PeerEndpoints ?? []);
                 break;
             case GradientsComputed m:
                 w.String(m.RunId); w.Int64(m.Step); w.Int32(m.MicroBatch); w.Int32(m.MicroBatches); w.Double(m.LossSum); w.Int32(m.Count); w.Floats(m.Gradients); w.Int32(m.Correct);
@@ -91,7 +92,7 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
             object message = manifest switch
             {
                 ModelSpecManifest => ReadSpec(ref r),
-                RegisterManifest => new RegisterWorker(r.Int32(), r.String(), r.String(), r.String()),
+                RegisterManifest => new RegisterWorker(r.Int32(), r.String(), r.String(), r.String(), r.String()),
                 AcceptedManifest => new WorkerAccepted(r.String(), ReadSpec(ref r), r.Floats(), r.Double(), r.Double()),
                 RefusedManifest => new WorkerRefused(r.String()),
                 ComputeManifest => ReadCompute(ref r, system),
@@ -110,6 +111,9 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
         }
     }
 
+    /// <summary>A <see cref="GradientsComputed"/> from its bytes (a block sum that came over a worker's direct link); throws <see cref="SerializationException"/> on anything malformed.</summary>
+    public GradientsComputed BlockFromBinary(byte[] bytes) => (GradientsComputed)FromBinary(bytes, ComputedManifest);
+
     private static ComputeGradients ReadCompute(ref WireReader r, ExtendedActorSystem system)
     {
         var (runId, step, microBatch, version, parameters) = (r.String(), r.Int64(), r.Int32(), r.Int64(), r.Floats());
@@ -122,7 +126,10 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
         }
         var (stepMicroBatches, learningRate) = (r.Int32(), r.Double());
         var peers = r.Strings().Select(path => ResolvePeer(system, path)).ToArray();
-        return new ComputeGradients(runId, step, microBatch, version, parameters, parts, stepMicroBatches, learningRate, peers);
+        var endpoints = r.Strings();
+        if (endpoints.Length != 0 && endpoints.Length != peers.Length)
+            throw new FormatException($"{endpoints.Length} peer endpoints for {peers.Length} peers");
+        return new ComputeGradients(runId, step, microBatch, version, parameters, parts, stepMicroBatches, learningRate, peers, endpoints.Length == 0 ? null : endpoints);
     }
 
     private static IActorRef ResolvePeer(ExtendedActorSystem system, string path)
@@ -145,7 +152,8 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
     private static int EstimateSize(object obj, string[] peerPaths) => obj switch
     {
         ComputeGradients m => 1 + WireWriter.SizeOf(m.RunId) + 8 + 4 + 8 + WireWriter.SizeOf(m.Parameters)
-            + 4 + m.MicroBatches.Sum(p => 4 + p.Names.Sum(WireWriter.SizeOf) + 4 + p.Labels.Length * 4 + 8) + 4 + 8 + 4 + peerPaths.Sum(WireWriter.SizeOf),
+            + 4 + m.MicroBatches.Sum(p => 4 + p.Names.Sum(WireWriter.SizeOf) + 4 + p.Labels.Length * 4 + 8) + 4 + 8 + 4 + peerPaths.Sum(WireWriter.SizeOf)
+            + 4 + (m.PeerEndpoints ?? []).Sum(WireWriter.SizeOf),
         GradientsComputed m => 1 + WireWriter.SizeOf(m.RunId) + 8 + 4 + 4 + 8 + 4 + WireWriter.SizeOf(m.Gradients) + 4 + 4 + 8,
         ReplicaState m => 128 + WireWriter.SizeOf(m.RunId) + WireWriter.SizeOf(m.Optimizer) + WireWriter.SizeOf(m.Values),
         WorkerAccepted m => 256 + (m.ClassWeights?.Length ?? 0) * 4,

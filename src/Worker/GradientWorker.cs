@@ -39,9 +39,11 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
     private readonly List<(ComputeGradients Work, IActorRef From, TimeSpan Since)> _deferred = [];
     private ReplicaState?[]? _stateParts;
     private readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
+    private readonly BlockLink? _link;
 
-    public GradientWorker(IActorRef? coordinator, string workerId, string secret, WorkerFaults faults, Hosting.RunIdEnricher? runIdLog)
+    public GradientWorker(IActorRef? coordinator, string workerId, string secret, WorkerFaults faults, Hosting.RunIdEnricher? runIdLog, BlockLink? link = null)
     {
+        _link = link;
         _runIdLog = runIdLog;
         _coordinator = coordinator;
         _workerId = workerId;
@@ -82,8 +84,9 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
 
     /// <summary>A worker that registers with <paramref name="coordinator"/> at once, or, when null, once told where it is.</summary>
     /// <param name="runIdLog">Set to the run the worker joins, so that the node's log events carry it.</param>
-    public static Props Props(IActorRef? coordinator, string workerId, string secret = "", WorkerFaults? faults = null, Hosting.RunIdEnricher? runIdLog = null) =>
-        Akka.Actor.Props.Create(() => new GradientWorker(coordinator, workerId, secret, faults ?? WorkerFaults.None, runIdLog)).WithDispatcher(TorchDispatcher.Id);
+    /// <param name="link">The worker's direct link for block sums (cluster nodes), which it sends its blocks to its peers' links through when it can; its owner disposes of it.</param>
+    public static Props Props(IActorRef? coordinator, string workerId, string secret = "", WorkerFaults? faults = null, Hosting.RunIdEnricher? runIdLog = null, BlockLink? link = null) =>
+        Akka.Actor.Props.Create(() => new GradientWorker(coordinator, workerId, secret, faults ?? WorkerFaults.None, runIdLog, link)).WithDispatcher(TorchDispatcher.Id);
 
     protected override void PreStart()
     {
@@ -93,7 +96,7 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
     /// <summary>Registers, and again every few seconds until the coordinator answers.</summary>
     private void Register()
     {
-        _coordinator?.Tell(new RegisterWorker(Protocol.Version, _workerId, ModelConfig.Format, _secret));
+        _coordinator?.Tell(new RegisterWorker(Protocol.Version, _workerId, ModelConfig.Format, _secret, _link?.Endpoint ?? ""));
         Timers.StartSingleTimer(RegisterTimer, RetryRegistration.Instance, RegistrationRetry);
     }
 
@@ -173,10 +176,12 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
             var answer = new GradientsComputed(work.RunId, work.Step, work.MicroBatch, work.MicroBatches.Length, result.LossSum, result.Count, result.Gradients, result.Correct,
                 work.StepMicroBatches, work.LearningRate);
             // The peers first: they wait for it to take the step; the coordinator only keeps its own copy.
-            foreach (var peer in work.Peers ?? [])
-                if (!peer.Equals(Self)) Answer(peer, answer, parts.Count);
+            var peers = work.Peers ?? [];
+            for (var i = 0; i < peers.Length; i++)
+                if (!peers[i].Equals(Self) && !SendDirectly(peers[i], work.PeerEndpoints is { } at && i < at.Length ? at[i] : "", answer))
+                    Answer(peers[i], answer, parts.Count);
             Answer(coordinator, answer, parts.Count);
-            if (work.Peers is { } peers && peers.Contains(Self)) OnBlock(answer);
+            if (peers.Contains(Self)) OnBlock(answer);
         }
         catch (Exception e)
         {
@@ -289,6 +294,14 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
         }
         Advance();
     }
+
+    /// <summary>
+    /// Sends a block to a peer's direct link, when the peer is on another node, it has a link and no
+    /// straggling is simulated; false when the block is to go through Akka instead (a peer of this node
+    /// gets it by reference).
+    /// </summary>
+    private bool SendDirectly(IActorRef peer, string endpoint, GradientsComputed block) =>
+        _link is not null && _faults.SlowDown <= TimeSpan.Zero && endpoint.Length > 0 && peer is not IInternalActorRef { IsLocal: true } && _link.TrySend(endpoint, block);
 
     /// <summary>
     /// Sends the answer to a unit of <paramref name="microBatches"/> micro-batches; a worker told to

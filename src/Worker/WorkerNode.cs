@@ -12,6 +12,12 @@ public sealed class CoordinatorLostReason : CoordinatedShutdown.Reason
     public override int ExitCode => 1;
 }
 
+/// <summary>
+/// How a worker node's slots open their direct links for block sums (<see cref="BlockLink"/>): on the
+/// address the node binds, with the cluster secret, for blocks up to the remote frame size.
+/// </summary>
+public sealed record BlockLinkOptions(string BindHost, string Secret, int MaxFrameSize);
+
 /// <summary>Tells a worker where the coordinator is (local messages of the worker node only).</summary>
 public sealed record CoordinatorFound(IActorRef Coordinator);
 
@@ -30,11 +36,14 @@ public sealed class WorkerNode : ReceiveActor, IWithTimers
     private readonly WorkerFaults _faults;
     private readonly RunIdEnricher? _runId;
     private readonly List<IActorRef> _workers = [];
+    private readonly BlockLinkOptions? _links;
+    private readonly List<BlockLink> _openLinks = [];
     private Address? _coordinatorAddress;
     private IActorRef? _coordinator;
 
-    public WorkerNode(int slots, string secret, WorkerFaults faults, RunIdEnricher? runId)
+    public WorkerNode(int slots, string secret, WorkerFaults faults, RunIdEnricher? runId, BlockLinkOptions? links)
     {
+        _links = links;
         _runId = runId;
         _slots = slots;
         _secret = secret;
@@ -62,19 +71,52 @@ public sealed class WorkerNode : ReceiveActor, IWithTimers
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    public static Props Props(int slots, string secret, WorkerFaults faults, RunIdEnricher? runId = null) =>
-        Akka.Actor.Props.Create(() => new WorkerNode(slots, secret, faults, runId));
+    /// <param name="links">Direct links for the slots' block sums; null: the blocks go through the remoting.</param>
+    public static Props Props(int slots, string secret, WorkerFaults faults, RunIdEnricher? runId = null, BlockLinkOptions? links = null) =>
+        Akka.Actor.Props.Create(() => new WorkerNode(slots, secret, faults, runId, links));
 
     protected override void PreStart()
     {
         var node = $"{_cluster.SelfAddress.Host}:{_cluster.SelfAddress.Port}";
         for (var i = 1; i <= _slots; i++)
-            _workers.Add(Context.ActorOf(GradientWorker.Props(null, $"{node}/{i}", _secret, _faults, _runId), $"slot-{i}"));
+        {
+            // The link's threads are made here, on a thread of normal priority, not on a TorchSharp thread (nice 10) of the worker's.
+            IActorRef? worker = null;
+            var link = OpenLink($"{node}/{i}", block => worker?.Tell(block, ActorRefs.NoSender));
+            worker = Context.ActorOf(GradientWorker.Props(null, $"{node}/{i}", _secret, _faults, _runId, link), $"slot-{i}");
+            _workers.Add(worker);
+        }
         _cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents,
             typeof(ClusterEvent.IMemberEvent), typeof(ClusterEvent.IReachabilityEvent));
     }
 
-    protected override void PostStop() => _cluster.Unsubscribe(Self);
+    /// <summary>A slot's direct link, or null (none asked for, or it could not listen: the blocks then go through the remoting).</summary>
+    private BlockLink? OpenLink(string workerId, Action<Contracts.GradientsComputed> deliver)
+    {
+        if (_links is not { } options) return null;
+        var log = _log;
+        try
+        {
+            var bind = System.Net.IPAddress.TryParse(options.BindHost, out var address) ? address
+                : System.Net.Dns.GetHostAddresses(options.BindHost).OrderBy(a => a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 0 : 1).First();
+            var serializer = new Contracts.NameRnnSerializer((ExtendedActorSystem)Context.System);
+            var link = new BlockLink(bind, _cluster.SelfAddress.Host!, options.Secret, options.MaxFrameSize, serializer.BlockFromBinary, block => serializer.ToBinary(block), deliver,
+                warning => log.Warning("Worker {Worker}: {Problem}", workerId, warning), note => log.Info("Worker {Worker} {Note}", workerId, note));
+            _openLinks.Add(link);
+            return link;
+        }
+        catch (Exception e) when (e is System.Net.Sockets.SocketException or ArgumentException or InvalidOperationException)
+        {
+            _log.Warning("Worker {Worker} cannot listen for blocks on {Host} ({Reason}); its peers send them through the remoting", workerId, options.BindHost, e.Message);
+            return null;
+        }
+    }
+
+    protected override void PostStop()
+    {
+        _cluster.Unsubscribe(Self);
+        foreach (var link in _openLinks) link.Dispose();
+    }
 
     private void OnMemberUp(Member member)
     {

@@ -49,7 +49,7 @@ public static class WorkerProgram
             builder.Services.AddAkka(NameRnnHosting.SystemName, (akka, _) => akka
                 .AddNameRnnDefaults(localThreads: null)
                 .AddNameRnnCluster(new ClusterNodeOptions(NameRnnHosting.WorkerRole, settings.Hostname, settings.Port, settings.SeedNodes, settings.MaxFrameSize, settings.PublicHostname) { Tls = settings.Tls.Options() })
-                .WithActors((system, _) => system.ActorOf(WorkerNode.Props(settings.Slots, settings.ClusterSecret, settings.Faults, runId), "worker-node")));
+                .WithActors((system, _) => system.ActorOf(WorkerNode.Props(settings.Slots, settings.ClusterSecret, settings.Faults, runId, settings.BlockLinks), "worker-node")));
             using var host = builder.Build();
             await host.StartAsync(cancellation);
             var system = host.Services.GetRequiredService<ActorSystem>();

@@ -29,6 +29,12 @@ public sealed class WorkerSettings
     [OptionGroup]
     public TlsSettings Tls { get; set; } = new();
 
+    [Option("--direct-blocks", "on or off: send the gradient blocks the other workers wait for over direct TCP connections between the workers (any free port on --hostname) instead of through Akka's remoting; blocks that cannot go that way still go through the remoting; off with TLS", Value = "MODE")]
+    public string DirectBlocks { get; set; } = "on";
+
+    /// <summary>The slots' direct links for block sums, or null: asked off, or TLS (the blocks then keep Akka's TLS).</summary>
+    public BlockLinkOptions? BlockLinks => DirectBlocks == "on" && Tls.Options() is null ? new BlockLinkOptions(Hostname, ClusterSecret, MaxFrameSize) : null;
+
     [Option("--test-slow-ms", "answer this much later per micro-batch (a straggler)", Hidden = true)]
     public int TestSlowMs { get; set; }
 
@@ -62,6 +68,7 @@ public sealed class WorkerSettings
                 throw new UsageException($"option --seed-node: '{seed}' is not an address like akka.tcp://{NameRnnHosting.SystemName}@HOST:PORT (akka.ssl.tcp:// with TLS)");
         CommandLine.Range("--port", Port, 0, 65535);
         CommandLine.Range("--slots", Slots, 1, 256);
+        CommandLine.OneOf("--direct-blocks", DirectBlocks, ["on", "off"]);
         CommandLine.Range("--max-frame-size", MaxFrameSize, 128_000, 1 << 30);
         _ = Faults;
         _ = NodeLogging.Parse(LogLevel);

@@ -30,7 +30,10 @@ public sealed class NodeProcess : IDisposable
     public static string Coordinator => Program("Coordinator", "namernn");
     public static string Worker => Program("Worker", "namernn-worker");
 
-    public static NodeProcess Start(string fileName, params string[] args)
+    public static NodeProcess Start(string fileName, params string[] args) => Start(fileName, new Dictionary<string, string>(), args);
+
+    /// <summary>Starts <paramref name="fileName"/> with <paramref name="environment"/> added to this process's environment.</summary>
+    public static NodeProcess Start(string fileName, IReadOnlyDictionary<string, string> environment, params string[] args)
     {
         var info = new ProcessStartInfo(fileName)
         {
@@ -40,6 +43,7 @@ public sealed class NodeProcess : IDisposable
             WorkingDirectory = TestData.RepositoryRoot,
         };
         foreach (var arg in args) info.ArgumentList.Add(arg);
+        foreach (var (name, value) in environment) info.Environment[name] = value;
         return new NodeProcess(Process.Start(info) ?? throw new InvalidOperationException($"could not start {fileName}"));
     }
 

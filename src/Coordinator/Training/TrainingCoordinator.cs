@@ -39,6 +39,8 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
         /// <summary>The version of the worker's replica once the blocks of the steps it takes part in are in; −1 when it has none (see <see cref="ReplicaState"/>).</summary>
         public long ReplicaVersion { get; set; } = -1;
         public bool Suspended { get; set; }
+        /// <summary>The host:port of the worker's direct link for block sums (see <see cref="RegisterWorker.BlockEndpoint"/>), "" for none.</summary>
+        public string BlockEndpoint { get; set; } = "";
         public bool IdleIn(long step) => !Suspended && HeldOf(step) == 0;
         public int HeldOf(long step) => Outstanding.Count(o => o.Step == step);
         public bool CanTake(int depth, long step) => !Suspended && HeldOf(step) < depth;
@@ -232,6 +234,7 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
             _log.Info("Worker {Worker} registered ({Workers} live)", register.WorkerId, LiveWorkers);
             _waitingSince.Restart();
         }
+        _workers[Sender].BlockEndpoint = register.BlockEndpoint;
         Sender.Tell(new WorkerAccepted(_plan.RunId, _spec, _classWeights, _plan.Options.Dropout, _plan.Options.LabelSmoothing));
         if (Started) Dispatch();
         else TryBegin();
@@ -363,8 +366,9 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
         step.HandedOut = true;
         step.InFlight[unit].Add((worker, Now));
         var work = step.BatchesOf(unit).Select(b => new MicroBatchWork(b.Names, b.Labels, b.NoiseSeed)).ToArray();
+        var peers = _plan.Replicas ? step.AllPeers : null;
         worker.Tell(new ComputeGradients(_plan.RunId, step.Step, step.Units[unit].First, step.Step, parameters, work,
-            step.MicroBatches.Count, step.LearningRate, _plan.Replicas ? step.AllPeers : null));
+            step.MicroBatches.Count, step.LearningRate, peers, peers?.Select(p => _workers.GetValueOrDefault(p)?.BlockEndpoint ?? "").ToArray()));
     }
 
     private StepWork? StepOf(long step) => _current?.Step == step ? _current : _next?.Step == step ? _next : null;

@@ -16,22 +16,28 @@ public class ClusterTests
         return Summary(dir).GetProperty("parameters_sha256").GetString()!;
     }
 
-    private static async Task<JsonElement> LocalClusterAsync(string dir, int workers, string[] options)
+    /// <summary>A run through deploy/local-cluster.sh; its summary, and the output of every process it started.</summary>
+    private static async Task<(JsonElement Summary, string Output)> LocalClusterAsync(string dir, int workers, string[] options, Dictionary<string, string>? environment = null)
     {
-        using var script = NodeProcess.Start("bash", [Path.Combine(TestData.RepositoryRoot, "deploy", "local-cluster.sh"),
+        using var script = NodeProcess.Start("bash", environment ?? [], [Path.Combine(TestData.RepositoryRoot, "deploy", "local-cluster.sh"),
             "--workers", workers.ToString(), "--configuration", NodeProcess.Configuration, "--no-build", "--",
             "--data", TestData.NamesFolder, "--out", dir, .. options]);
         var code = await script.WaitForExitAsync(Limit);
         Assert.True(code == 0, $"local-cluster.sh exited with {code}:{Environment.NewLine}{script.Output}");
-        return Summary(dir);
+        return (Summary(dir), script.Output);
     }
+
+    private static int Count(string text, string part) => text.Split(part).Length - 1;
 
     [Fact]
     public async Task Two_worker_processes_end_with_the_bits_of_one_local_worker()
     {
         string[] options = ["--max-names", "800", "--epochs", "2", "--batch-size", "64", "--micro-batch", "16"];
         var root = TestData.TempFolder();
-        var cluster = await LocalClusterAsync(Path.Combine(root, "cluster"), 2, options);
+        var (cluster, output) = await LocalClusterAsync(Path.Combine(root, "cluster"), 2, options);
+        // Each worker sent the other its blocks over its direct link, and none had to fall back to the remoting.
+        Assert.True(Count(output, "over a direct connection") == 2, output);
+        Assert.DoesNotContain("block link", output);
         Assert.Equal("cluster", cluster.GetProperty("mode").GetString());
         Assert.Equal(2, cluster.GetProperty("workers_seen").GetInt32());
         Assert.All(cluster.GetProperty("micro_batches_per_worker").EnumerateObject(), w => Assert.True(w.Value.GetInt32() > 0, $"{w.Name} did no work"));
@@ -44,7 +50,9 @@ public class ClusterTests
     {
         string[] options = ["--hidden", "512", "--max-names", "256", "--epochs", "1", "--batch-size", "64", "--micro-batch", "32"];
         var root = TestData.TempFolder();
-        var cluster = await LocalClusterAsync(Path.Combine(root, "cluster"), 2, options);
+        // Every block through the remoting (the workers' direct links off), the largest messages it carries.
+        var (cluster, output) = await LocalClusterAsync(Path.Combine(root, "cluster"), 2, options, new() { ["NAMERNN_WORKER__DIRECTBLOCKS"] = "off" });
+        Assert.DoesNotContain("over a direct connection", output);
         var local = await LocalOneWorkerHashAsync(Path.Combine(root, "local"), options);
         Assert.Equal(local, cluster.GetProperty("parameters_sha256").GetString());
     }

@@ -26,17 +26,21 @@ public sealed class SerializerTests : IDisposable
 
     [Property]
     public void ComputeGradients_round_trips(NonNull<string> runId, long step, int microBatch, long version, bool withParameters,
-        float[] parameters, NonNull<string>[][] names, long noiseSeed, int stepMicroBatches, double learningRate, byte peers)
+        float[] parameters, NonNull<string>[][] names, long noiseSeed, int stepMicroBatches, double learningRate, byte peers, NonNull<string> endpoint)
     {
         var work = names.Select((part, j) => new MicroBatchWork(part.Select(Text).ToArray(), part.Select((_, i) => (i + j) % 18).ToArray(), noiseSeed ^ j)).ToArray();
+        // Every other peer with a direct link (host:port), the others without ("").
+        var withLinks = peers % 4 > 0 && peers % 2 == 0;
+        var endpoints = withLinks ? Enumerable.Range(0, peers % 4).Select(i => i % 2 == 0 ? Text(endpoint) : "").ToArray() : null;
         var message = new ComputeGradients(Text(runId), step, microBatch, version, withParameters ? parameters : null, work, stepMicroBatches, learningRate,
-            Peers(peers % 4));
+            Peers(peers % 4), endpoints);
         var back = (ComputeGradients)RoundTrip(message);
         Assert.Equal((message.RunId, message.Step, message.MicroBatch, message.ParametersVersion, message.StepMicroBatches),
             (back.RunId, back.Step, back.MicroBatch, back.ParametersVersion, back.StepMicroBatches));
         Assert.Equal(BitConverter.DoubleToInt64Bits(learningRate), BitConverter.DoubleToInt64Bits(back.LearningRate));
         Assert.Equal(message.Peers!.Select(p => p.Path.ToString()), back.Peers!.Select(p => p.Path.ToString()));
         Assert.Equal(message.Peers, back.Peers);
+        Assert.Equal(endpoints, back.PeerEndpoints);
         AssertSameFloats(message.Parameters, back.Parameters);
         Assert.Equal(work.Length, back.MicroBatches.Length);
         for (var j = 0; j < work.Length; j++)
@@ -81,6 +85,7 @@ public sealed class SerializerTests : IDisposable
         [
             spec,
             new RegisterWorker(n, Text(a), Text(b), Text(c)),
+            new RegisterWorker(n, Text(a), Text(b), Text(c), $"{Text(b)}:{m}"),
             new WorkerAccepted(Text(c), spec, weights, step / 3.0, m / 7.0),
             new WorkerRefused(Text(a)),
             new GradientsFailed(Text(a), step, n, Text(b)),
