@@ -31,6 +31,14 @@ public sealed class BlockLink : IDisposable
     /// <summary>The longest cluster secret a connection may present.</summary>
     public const int MaxSecretBytes = 4096;
 
+    /// <summary>The most incoming connections a link keeps at once (a reader thread each); a node has a few peers.</summary>
+    public const int MaxIncoming = 256;
+
+    /// <summary>How long a new connection may take by default to present itself (after that, a quiet connection may wait for blocks as long as it likes).</summary>
+    public static readonly TimeSpan DefaultHelloTimeout = TimeSpan.FromSeconds(10);
+
+    private readonly TimeSpan _helloTimeout;
+
     private static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(2);
 
     /// <summary>How long a write may block (a peer that stopped reading) before the block takes the remoting instead.</summary>
@@ -72,9 +80,12 @@ public sealed class BlockLink : IDisposable
     /// <param name="deliver">Hands a block that arrived to the worker actor (called on a reader thread).</param>
     /// <param name="warn">Logs a warning (a refused or broken connection).</param>
     /// <param name="info">Logs a first connection to a peer.</param>
+    /// <param name="helloTimeout">How long a new connection may take to present itself; <see cref="DefaultHelloTimeout"/> when null.</param>
     public BlockLink(IPAddress bind, string advertisedHost, string secret, int maxFrameSize,
-        Func<byte[], GradientsComputed> decode, Func<GradientsComputed, byte[]> encode, Action<GradientsComputed> deliver, Action<string> warn, Action<string> info)
+        Func<byte[], GradientsComputed> decode, Func<GradientsComputed, byte[]> encode, Action<GradientsComputed> deliver, Action<string> warn, Action<string> info,
+        TimeSpan? helloTimeout = null)
     {
+        _helloTimeout = helloTimeout ?? DefaultHelloTimeout;
         _secret = Encoding.UTF8.GetBytes(secret);
         if (_secret.Length > MaxSecretBytes) throw new ArgumentException($"a cluster secret of more than {MaxSecretBytes} bytes", nameof(secret));
         _maxFrameSize = maxFrameSize;
@@ -188,7 +199,16 @@ public sealed class BlockLink : IDisposable
                 return;
             }
             socket.NoDelay = true;
-            lock (_incoming) _incoming.Add(socket);
+            lock (_incoming)
+            {
+                if (_incoming.Count >= MaxIncoming)
+                {
+                    _warn($"refused a block link from {socket.RemoteEndPoint}: {MaxIncoming} are open already");
+                    socket.Dispose();
+                    continue;
+                }
+                _incoming.Add(socket);
+            }
             new Thread(() => Read(socket)) { IsBackground = true, Name = "namernn-blocks-in" }.Start();
         }
     }
@@ -200,6 +220,7 @@ public sealed class BlockLink : IDisposable
         try
         {
             using var stream = new NetworkStream(socket, ownsSocket: false);
+            socket.ReceiveTimeout = (int)Math.Max(1, _helloTimeout.TotalMilliseconds);
             var header = new byte[8];
             stream.ReadExactly(header);
             if (BinaryPrimitives.ReadInt32LittleEndian(header) != Magic)
@@ -211,6 +232,7 @@ public sealed class BlockLink : IDisposable
             stream.ReadExactly(secret);
             if (!CryptographicOperations.FixedTimeEquals(secret, _secret))
                 throw new InvalidDataException("it does not have the cluster secret");
+            socket.ReceiveTimeout = 0;
             var length = new byte[4];
             while (!_disposed)
             {
@@ -230,7 +252,8 @@ public sealed class BlockLink : IDisposable
                 _deliver(_decode(payload));
             }
         }
-        catch (Exception e) when (e is SocketException or ObjectDisposedException || e is IOException and not EndOfStreamException)
+        catch (Exception e) when (e is SocketException or ObjectDisposedException
+            || e is IOException and not EndOfStreamException and not IOException { InnerException: SocketException { SocketErrorCode: SocketError.TimedOut } })
         {
             // The connection was reset or closed under it (the peer died, the link was disposed): nothing to report here.
         }

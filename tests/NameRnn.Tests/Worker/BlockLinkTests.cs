@@ -36,10 +36,10 @@ public sealed class BlockLinkTests : IDisposable
         }
     }
 
-    private BlockLink Open(string secret, Inbox inbox, int maxFrameSize = 1 << 20)
+    private BlockLink Open(string secret, Inbox inbox, int maxFrameSize = 1 << 20, TimeSpan? helloTimeout = null)
     {
         var link = new BlockLink(IPAddress.Loopback, "127.0.0.1", secret, maxFrameSize, _serializer.BlockFromBinary, b => _serializer.ToBinary(b),
-            inbox.Blocks.Add, inbox.Warnings.Enqueue, _ => { });
+            inbox.Blocks.Add, inbox.Warnings.Enqueue, _ => { }, helloTimeout);
         _links.Add(link);
         return link;
     }
@@ -164,6 +164,22 @@ public sealed class BlockLinkTests : IDisposable
         SendOnceConnected(Open("", new Inbox()), receiver.Endpoint, block);
         Assert.True(inbox.Blocks.TryTake(out var got, Wait));
         AssertSame(block, got);
+    }
+
+    [Fact]
+    public void A_connection_that_does_not_present_itself_in_time_is_dropped_while_a_peer_sends_blocks()
+    {
+        var inbox = new Inbox();
+        var receiver = Open("s3cret", inbox, helloTimeout: TimeSpan.FromMilliseconds(300));
+        using var silent = Raw(receiver);
+        silent.ReceiveTimeout = (int)Wait.TotalMilliseconds;
+        var block = Block(0, 100);
+        SendOnceConnected(Open("s3cret", new Inbox()), receiver.Endpoint, block);
+        Assert.True(inbox.Blocks.TryTake(out var got, Wait));
+        AssertSame(block, got);
+        inbox.AwaitWarning("timed out");
+        // The silent connection was closed by the receiver.
+        Assert.Equal(0, silent.Receive(new byte[1]));
     }
 
     [Fact]
