@@ -46,8 +46,8 @@ shared=()
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
   case "${args[i]}" in
-    --max-frame-size|--cluster-secret) shared+=("${args[i]}" "${args[i + 1]:-}") ;;
-    --max-frame-size=*|--cluster-secret=*) shared+=("${args[i]}") ;;
+    --max-frame-size|--cluster-secret|--tls-certificate|--tls-password) shared+=("${args[i]}" "${args[i + 1]:-}") ;;
+    --max-frame-size=*|--cluster-secret=*|--tls-certificate=*|--tls-password=*|--tls-insecure) shared+=("${args[i]}") ;;
   esac
 done
 

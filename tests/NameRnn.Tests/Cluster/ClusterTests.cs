@@ -1,3 +1,5 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 
 namespace NameRnn.Tests.Cluster;
@@ -52,6 +54,27 @@ public class ClusterTests
         var root = TestData.TempFolder();
         // Every block through the remoting (the workers' direct links off), the largest messages it carries.
         var (cluster, output) = await LocalClusterAsync(Path.Combine(root, "cluster"), 2, options, new() { ["NAMERNN_WORKER__DIRECTBLOCKS"] = "off" });
+        Assert.DoesNotContain("over a direct connection", output);
+        var local = await LocalOneWorkerHashAsync(Path.Combine(root, "local"), options);
+        Assert.Equal(local, cluster.GetProperty("parameters_sha256").GetString());
+    }
+
+    [Fact]
+    public async Task A_local_cluster_with_tls_passes_the_certificate_to_its_workers_and_keeps_every_block_on_the_remoting()
+    {
+        string[] options = ["--max-names", "400", "--epochs", "1", "--batch-size", "64", "--micro-batch", "16"];
+        var root = TestData.TempFolder();
+        var pfx = Path.Combine(root, "node.pfx");
+        using (var key = RSA.Create(2048))
+        {
+            var request = new CertificateRequest("CN=namernn-test", key, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+            using var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
+            await File.WriteAllBytesAsync(pfx, certificate.Export(X509ContentType.Pkcs12, "pw"));
+        }
+        var (cluster, output) = await LocalClusterAsync(Path.Combine(root, "cluster"), 2,
+            [.. options, "--tls-certificate", pfx, "--tls-password=pw", "--tls-insecure"]);
+        Assert.Equal(2, cluster.GetProperty("workers_seen").GetInt32());
+        // With TLS the workers' direct links are off: the blocks keep the remoting's TLS.
         Assert.DoesNotContain("over a direct connection", output);
         var local = await LocalOneWorkerHashAsync(Path.Combine(root, "local"), options);
         Assert.Equal(local, cluster.GetProperty("parameters_sha256").GetString());
