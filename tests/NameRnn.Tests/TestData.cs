@@ -21,6 +21,18 @@ public static class TestData
         return dir?.FullName ?? throw new InvalidOperationException("NameRnn.sln not found above " + AppContext.BaseDirectory);
     }
 
+    /// <summary>A self-signed certificate with its key, as a PKCS#12 file in <paramref name="folder"/> with the password "pw".</summary>
+    public static async Task<string> SelfSignedPfxAsync(string folder)
+    {
+        var pfx = Path.Combine(folder, "node.pfx");
+        using var key = System.Security.Cryptography.RSA.Create(2048);
+        var request = new System.Security.Cryptography.X509Certificates.CertificateRequest("CN=namernn-test", key,
+            System.Security.Cryptography.HashAlgorithmName.SHA256, System.Security.Cryptography.RSASignaturePadding.Pkcs1);
+        using var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
+        await File.WriteAllBytesAsync(pfx, certificate.Export(System.Security.Cryptography.X509Certificates.X509ContentType.Pkcs12, "pw"));
+        return pfx;
+    }
+
     public static string TempFolder()
     {
         var path = Path.Combine(Path.GetTempPath(), "namernn-tests", Guid.NewGuid().ToString("N")[..10]);

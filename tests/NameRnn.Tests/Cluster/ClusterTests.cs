@@ -1,5 +1,3 @@
-using System.Security.Cryptography;
-using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 
 namespace NameRnn.Tests.Cluster;
@@ -29,6 +27,10 @@ public class ClusterTests
         return (Summary(dir), script.Output);
     }
 
+    /// <summary>The cluster run ended with the parameters of a local run with one worker and the same options.</summary>
+    private static async Task AssertBitsOfOneLocalWorkerAsync(string root, JsonElement cluster, string[] options) =>
+        Assert.Equal(await LocalOneWorkerHashAsync(Path.Combine(root, "local"), options), cluster.GetProperty("parameters_sha256").GetString());
+
     private static int Count(string text, string part) => text.Split(part).Length - 1;
 
     [Fact]
@@ -43,8 +45,7 @@ public class ClusterTests
         Assert.Equal("cluster", cluster.GetProperty("mode").GetString());
         Assert.Equal(2, cluster.GetProperty("workers_seen").GetInt32());
         Assert.All(cluster.GetProperty("micro_batches_per_worker").EnumerateObject(), w => Assert.True(w.Value.GetInt32() > 0, $"{w.Name} did no work"));
-        var local = await LocalOneWorkerHashAsync(Path.Combine(root, "local"), options);
-        Assert.Equal(local, cluster.GetProperty("parameters_sha256").GetString());
+        await AssertBitsOfOneLocalWorkerAsync(root, cluster, options);
     }
 
     [Fact]
@@ -55,8 +56,7 @@ public class ClusterTests
         // Every block through the remoting (the workers' direct links off), the largest messages it carries.
         var (cluster, output) = await LocalClusterAsync(Path.Combine(root, "cluster"), 2, options, new() { ["NAMERNN_WORKER__DIRECTBLOCKS"] = "off" });
         Assert.DoesNotContain("over a direct connection", output);
-        var local = await LocalOneWorkerHashAsync(Path.Combine(root, "local"), options);
-        Assert.Equal(local, cluster.GetProperty("parameters_sha256").GetString());
+        await AssertBitsOfOneLocalWorkerAsync(root, cluster, options);
     }
 
     [Fact]
@@ -64,20 +64,13 @@ public class ClusterTests
     {
         string[] options = ["--max-names", "400", "--epochs", "1", "--batch-size", "64", "--micro-batch", "16"];
         var root = TestData.TempFolder();
-        var pfx = Path.Combine(root, "node.pfx");
-        using (var key = RSA.Create(2048))
-        {
-            var request = new CertificateRequest("CN=namernn-test", key, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
-            using var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
-            await File.WriteAllBytesAsync(pfx, certificate.Export(X509ContentType.Pkcs12, "pw"));
-        }
+        var pfx = await TestData.SelfSignedPfxAsync(root);
         var (cluster, output) = await LocalClusterAsync(Path.Combine(root, "cluster"), 2,
             [.. options, "--tls-certificate", pfx, "--tls-password=pw", "--tls-insecure"]);
         Assert.Equal(2, cluster.GetProperty("workers_seen").GetInt32());
         // With TLS the workers' direct links are off: the blocks keep the remoting's TLS.
         Assert.DoesNotContain("over a direct connection", output);
-        var local = await LocalOneWorkerHashAsync(Path.Combine(root, "local"), options);
-        Assert.Equal(local, cluster.GetProperty("parameters_sha256").GetString());
+        await AssertBitsOfOneLocalWorkerAsync(root, cluster, options);
     }
 
     [Fact]
@@ -103,8 +96,7 @@ public class ClusterTests
         var cluster = Summary(dir);
         Assert.Equal(2, cluster.GetProperty("workers_seen").GetInt32());
         Assert.All(cluster.GetProperty("micro_batches_per_worker").EnumerateObject(), w => Assert.True(w.Value.GetInt32() > 0, $"{w.Name} did no work"));
-        var local = await LocalOneWorkerHashAsync(Path.Combine(root, "local"), options);
-        Assert.Equal(local, cluster.GetProperty("parameters_sha256").GetString());
+        await AssertBitsOfOneLocalWorkerAsync(root, cluster, options);
         Assert.Equal(0, await first.WaitForExitAsync(TimeSpan.FromSeconds(30)));
 
         // The worker node's own log file: CLEF lines tagged with its role and, once it joined, the run it worked for.

@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Security.Cryptography;
-using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 using Xunit.Abstractions;
 
@@ -117,13 +115,7 @@ public class FaultTests(ITestOutputHelper output)
     public async Task Nodes_train_over_tls_with_a_self_signed_certificate()
     {
         var root = TestData.TempFolder();
-        var pfx = Path.Combine(root, "node.pfx");
-        using (var key = RSA.Create(2048))
-        {
-            var request = new CertificateRequest("CN=namernn-test", key, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
-            using var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
-            await File.WriteAllBytesAsync(pfx, certificate.Export(X509ContentType.Pkcs12, "pw"));
-        }
+        var pfx = await TestData.SelfSignedPfxAsync(root);
         string[] tls = ["--tls-certificate", pfx, "--tls-password", "pw", "--tls-insecure"];
         var dir = Path.Combine(root, "cluster");
         var (coordinator, address) = StartCoordinator(root, dir, 1, [.. tls, "--epochs", "1"]);
