@@ -63,6 +63,9 @@ public sealed class BlockLink : IDisposable
     private readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
     private volatile bool _disposed;
 
+    /// <summary>The last block sent and its bytes: a block for several peers is encoded once (blocks are never changed after sending).</summary>
+    private (GradientsComputed? Block, byte[] Bytes) _encoded = (null, []);
+
     private sealed class Outgoing
     {
         public Socket? Socket;
@@ -111,7 +114,8 @@ public sealed class BlockLink : IDisposable
         if (_disposed || string.IsNullOrEmpty(endpoint)) return false;
         if (!_outgoing.TryGetValue(endpoint, out var link)) _outgoing[endpoint] = link = new Outgoing();
         if (link.Socket is null && !Connected(endpoint, link)) return false;
-        var payload = _encode(block);
+        if (!ReferenceEquals(_encoded.Block, block)) _encoded = (block, _encode(block));
+        var payload = _encoded.Bytes;
         var length = new byte[4];
         BinaryPrimitives.WriteInt32LittleEndian(length, payload.Length);
         try
@@ -139,8 +143,8 @@ public sealed class BlockLink : IDisposable
             return false;
         }
         if (!link.Connecting.IsCompleted) return false;
-        var (socket, reason) = link.Connecting.IsCompletedSuccessfully ? link.Connecting.Result
-            : (null, link.Connecting.Exception?.GetBaseException().Message ?? "cancelled");
+        // Done, and it never faults: reading its outcome does not wait.
+        var (socket, reason) = link.Connecting.Result;
         link.Connecting = null;
         if (socket is null)
         {
@@ -150,25 +154,22 @@ public sealed class BlockLink : IDisposable
             _warn($"cannot connect to the block link at {endpoint} ({reason}); its blocks go through the remoting, another try in {wait.TotalSeconds:F0} s");
             return false;
         }
-        if (_disposed)
-        {
-            socket.Dispose();
-            return false;
-        }
         link.Failures = 0;
         link.Socket = socket;
         _info($"sends its blocks to {endpoint} over a direct connection");
         return true;
     }
 
+    /// <summary>A connection to <paramref name="endpoint"/> that has presented itself, or null and why not; never faults.</summary>
     private async Task<(Socket? Socket, string Reason)> ConnectAsync(string endpoint)
     {
         var colon = endpoint.LastIndexOf(':');
         if (colon <= 0 || !int.TryParse(endpoint.AsSpan(colon + 1), out var port) || port is < 1 or > 65535)
             return (null, "not a host:port");
-        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true, SendTimeout = (int)SendTimeout.TotalMilliseconds };
+        Socket? socket = null;
         try
         {
+            socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true, SendTimeout = (int)SendTimeout.TotalMilliseconds };
             using var timeout = new CancellationTokenSource(ConnectTimeout);
             await socket.ConnectAsync(endpoint[..colon].Trim('[', ']'), port, timeout.Token);
             var hello = new byte[8 + _secret.Length];
@@ -176,11 +177,13 @@ public sealed class BlockLink : IDisposable
             BinaryPrimitives.WriteInt32LittleEndian(hello.AsSpan(4), _secret.Length);
             _secret.CopyTo(hello, 8);
             socket.Send(hello);
-            return (socket, "");
-        }
-        catch (Exception e) when (e is SocketException or OperationCanceledException or ArgumentException)
-        {
+            if (!_disposed) return (socket, "");
             socket.Dispose();
+            return (null, "the link is closed");
+        }
+        catch (Exception e)
+        {
+            socket?.Dispose();
             return (null, e is OperationCanceledException ? $"no answer within {ConnectTimeout.TotalSeconds:F0} s" : e.Message);
         }
     }
@@ -277,10 +280,7 @@ public sealed class BlockLink : IDisposable
         _listener.Stop();
         lock (_incoming)
             foreach (var socket in _incoming) socket.Dispose();
-        foreach (var link in _outgoing.Values)
-        {
-            link.Socket?.Dispose();
-            link.Connecting?.ContinueWith(t => { if (t.IsCompletedSuccessfully) t.Result.Socket?.Dispose(); }, TaskScheduler.Default);
-        }
+        // A connection still being made closes itself when it sees the link closed.
+        foreach (var link in _outgoing.Values) link.Socket?.Dispose();
     }
 }

@@ -78,11 +78,12 @@ public sealed class WorkerNode : ReceiveActor, IWithTimers
     protected override void PreStart()
     {
         var node = $"{_cluster.SelfAddress.Host}:{_cluster.SelfAddress.Port}";
+        var bind = _links is null ? null : BindAddress(_links.BindHost);
         for (var i = 1; i <= _slots; i++)
         {
             // The link's threads are made here, on a thread of normal priority, not on a TorchSharp thread (nice 10) of the worker's.
             IActorRef? worker = null;
-            var link = OpenLink($"{node}/{i}", block => worker?.Tell(block, ActorRefs.NoSender));
+            var link = bind is null ? null : OpenLink(bind, $"{node}/{i}", block => worker?.Tell(block, ActorRefs.NoSender));
             worker = Context.ActorOf(GradientWorker.Props(null, $"{node}/{i}", _secret, _faults, _runId, link), $"slot-{i}");
             _workers.Add(worker);
         }
@@ -90,24 +91,38 @@ public sealed class WorkerNode : ReceiveActor, IWithTimers
             typeof(ClusterEvent.IMemberEvent), typeof(ClusterEvent.IReachabilityEvent));
     }
 
-    /// <summary>A slot's direct link, or null (none asked for, or it could not listen: the blocks then go through the remoting).</summary>
-    private BlockLink? OpenLink(string workerId, Action<Contracts.GradientsComputed> deliver)
+    /// <summary>The address the slots' links listen on: the node's own; null when it does not resolve (the blocks then go through the remoting).</summary>
+    private System.Net.IPAddress? BindAddress(string host)
     {
-        if (_links is not { } options) return null;
-        var log = _log;
+        if (System.Net.IPAddress.TryParse(host, out var address)) return address;
         try
         {
-            var bind = System.Net.IPAddress.TryParse(options.BindHost, out var address) ? address
-                : System.Net.Dns.GetHostAddresses(options.BindHost).OrderBy(a => a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 0 : 1).First();
-            var serializer = new Contracts.NameRnnSerializer((ExtendedActorSystem)Context.System);
-            var link = new BlockLink(bind, _cluster.SelfAddress.Host!, options.Secret, options.MaxFrameSize, serializer.BlockFromBinary, block => serializer.ToBinary(block), deliver,
+            return System.Net.Dns.GetHostAddresses(host).OrderBy(a => a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 0 : 1).First();
+        }
+        catch (Exception e) when (e is System.Net.Sockets.SocketException or ArgumentException or InvalidOperationException)
+        {
+            _log.Warning("The worker node cannot listen for blocks on {Host} ({Reason}); its peers send them through the remoting", host, e.Message);
+            return null;
+        }
+    }
+
+    /// <summary>A slot's direct link, or null (it could not listen: the blocks then go through the remoting).</summary>
+    private BlockLink? OpenLink(System.Net.IPAddress bind, string workerId, Action<Contracts.GradientsComputed> deliver)
+    {
+        var options = _links!;
+        var log = _log;
+        // The serializer the remoting already has for the protocol's messages.
+        var serializer = (Contracts.NameRnnSerializer)Context.System.Serialization.FindSerializerForType(typeof(Contracts.GradientsComputed));
+        try
+        {
+            var link = new BlockLink(bind, _cluster.SelfAddress.Host!, options.Secret, options.MaxFrameSize, serializer.BlockFromBinary, serializer.ToBinary, deliver,
                 warning => log.Warning("Worker {Worker}: {Problem}", workerId, warning), note => log.Info("Worker {Worker} {Note}", workerId, note));
             _openLinks.Add(link);
             return link;
         }
-        catch (Exception e) when (e is System.Net.Sockets.SocketException or ArgumentException or InvalidOperationException)
+        catch (System.Net.Sockets.SocketException e)
         {
-            _log.Warning("Worker {Worker} cannot listen for blocks on {Host} ({Reason}); its peers send them through the remoting", workerId, options.BindHost, e.Message);
+            _log.Warning("Worker {Worker} cannot listen for blocks on {Address} ({Reason}); its peers send them through the remoting", workerId, bind, e.Message);
             return null;
         }
     }

@@ -25,20 +25,24 @@ public sealed class BlockLinkTests : IDisposable
         public ConcurrentQueue<string> Warnings { get; } = new();
 
         /// <summary>Waits for a warning that contains <paramref name="text"/>.</summary>
-        public void AwaitWarning(string text)
+        public void AwaitWarning(string text) =>
+            Eventually(() => Warnings.Any(w => w.Contains(text)), () => $"no warning with '{text}'; warnings: {string.Join(" | ", Warnings)}");
+    }
+
+    /// <summary>Polls <paramref name="condition"/> until it holds; fails with <paramref name="failure"/> after <see cref="Wait"/>.</summary>
+    private static void Eventually(Func<bool> condition, Func<string> failure)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (!condition())
         {
-            var clock = System.Diagnostics.Stopwatch.StartNew();
-            while (!Warnings.Any(w => w.Contains(text)))
-            {
-                Assert.True(clock.Elapsed < Wait, $"no warning with '{text}'; warnings: {string.Join(" | ", Warnings)}");
-                Thread.Sleep(10);
-            }
+            Assert.True(clock.Elapsed < Wait, failure());
+            Thread.Sleep(5);
         }
     }
 
     private BlockLink Open(string secret, Inbox inbox, int maxFrameSize = 1 << 20, TimeSpan? helloTimeout = null)
     {
-        var link = new BlockLink(IPAddress.Loopback, "127.0.0.1", secret, maxFrameSize, _serializer.BlockFromBinary, b => _serializer.ToBinary(b),
+        var link = new BlockLink(IPAddress.Loopback, "127.0.0.1", secret, maxFrameSize, _serializer.BlockFromBinary, _serializer.ToBinary,
             inbox.Blocks.Add, inbox.Warnings.Enqueue, _ => { }, helloTimeout);
         _links.Add(link);
         return link;
@@ -57,15 +61,8 @@ public sealed class BlockLinkTests : IDisposable
     /// Sends <paramref name="block"/> once the sender's connection to <paramref name="endpoint"/> is up (a link
     /// connects in the background and refuses blocks until then: they would go through the remoting).
     /// </summary>
-    private static void SendOnceConnected(BlockLink sender, string endpoint, GradientsComputed block)
-    {
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        while (!sender.TrySend(endpoint, block))
-        {
-            Assert.True(clock.Elapsed < Wait, $"no connection to {endpoint}");
-            Thread.Sleep(5);
-        }
-    }
+    private static void SendOnceConnected(BlockLink sender, string endpoint, GradientsComputed block) =>
+        Eventually(() => sender.TrySend(endpoint, block), () => $"no connection to {endpoint}");
 
     private static (string Host, int Port) Split(string endpoint) => (endpoint[..endpoint.LastIndexOf(':')], int.Parse(endpoint[(endpoint.LastIndexOf(':') + 1)..]));
 
@@ -150,12 +147,7 @@ public sealed class BlockLinkTests : IDisposable
             // One connection at a time, each ended by its own warning.
             var before = inbox.Warnings.Count;
             using (var socket = Raw(receiver)) socket.Send(bytes);
-            var clock = System.Diagnostics.Stopwatch.StartNew();
-            while (inbox.Warnings.Count == before)
-            {
-                Assert.True(clock.Elapsed < Wait, $"no warning for what should end with '{warning}'");
-                Thread.Sleep(5);
-            }
+            Eventually(() => inbox.Warnings.Count > before, () => $"no warning for what should end with '{warning}'");
             Assert.Contains(warning, inbox.Warnings.Last());
         }
 
@@ -206,13 +198,11 @@ public sealed class BlockLinkTests : IDisposable
         {
             var lonely = new Inbox();
             var link = Open("", lonely);
-            var clock = System.Diagnostics.Stopwatch.StartNew();
-            while (lonely.Warnings.IsEmpty)
+            Eventually(() =>
             {
                 Assert.False(link.TrySend(nowhere, Block(0, 10)));
-                Assert.True(clock.Elapsed < Wait, $"no warning for {nowhere}");
-                Thread.Sleep(5);
-            }
+                return !lonely.Warnings.IsEmpty;
+            }, () => $"no warning for {nowhere}");
             Assert.Contains($"cannot connect to the block link at {nowhere}", lonely.Warnings.Single());
             Assert.False(link.TrySend(nowhere, Block(1, 10)));
             Assert.Single(lonely.Warnings);
