@@ -67,8 +67,15 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
         Receive<CheckDeferred>(_ => OnCheckDeferred());
     }
 
-    /// <summary>How long work may wait for the blocks its parameter version needs before the worker asks for the parameters instead.</summary>
+    /// <summary>
+    /// How long work may wait for the blocks its parameter version needs, with the replica taking no step
+    /// in that time, before the worker asks for the parameters instead. (Work handed out several steps
+    /// ahead waits for the steps before it as long as they keep coming.)
+    /// </summary>
     public static readonly TimeSpan ReplicaWait = TimeSpan.FromSeconds(2);
+
+    /// <summary>When the replica last took a step or was set.</summary>
+    private TimeSpan _replicaMoved;
 
     private const string DeferredTimer = "deferred";
 
@@ -196,7 +203,7 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
     /// </summary>
     private void OnBlock(GradientsComputed block)
     {
-        // Blocks of steps far ahead cannot be of use (work goes out at most one step ahead): a bound on what is kept.
+        // A bound on what is kept: blocks more than a few steps ahead of the replica are dropped (it would then ask for the state).
         if (_replica is null || block.RunId != _runId || block.Step < _replica.Version || block.Step > _replica.Version + 4 || block.StepMicroBatches < 1) return;
         if (!_blocks.TryGetValue(block.Step, out var ofStep)) _blocks[block.Step] = ofStep = [];
         ofStep.TryAdd(block.MicroBatch, block);
@@ -223,6 +230,7 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
                 break;
             }
             _blocks.Remove(step);
+            _replicaMoved = _clock.Elapsed;
             Keep(_replica.Version, _replica.Parameters);
         }
         RunDeferred();
@@ -248,14 +256,18 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
         if (_deferred.Count == 0) Timers.Cancel(DeferredTimer);
     }
 
-    /// <summary>Work that has waited too long for its version (a block that never came) goes back: the coordinator then sends the state.</summary>
+    /// <summary>
+    /// Work that has waited too long for its version, with the replica stuck all that time (a block that
+    /// never came), goes back: the coordinator then sends the state.
+    /// </summary>
     private void OnCheckDeferred()
     {
         var now = _clock.Elapsed;
-        foreach (var (work, from, since) in _deferred.Where(d => now - d.Since > ReplicaWait).ToList())
+        TimeSpan Stuck(TimeSpan since) => now - (since > _replicaMoved ? since : _replicaMoved);
+        foreach (var (work, from, since) in _deferred.Where(d => Stuck(d.Since) > ReplicaWait).ToList())
         {
             _deferred.RemoveAll(d => ReferenceEquals(d.Work, work));
-            _log.Warning("Worker {Worker} waited {Seconds:F1} s for the blocks of step {Step}; it asks for the parameters", _workerId, (now - since).TotalSeconds, work.ParametersVersion - 1);
+            _log.Warning("Worker {Worker} waited {Seconds:F1} s for the blocks of step {Step}; it asks for the parameters", _workerId, Stuck(since).TotalSeconds, _replica?.Version ?? work.ParametersVersion - 1);
             from.Tell(new ParametersMissing(work.RunId, work.Step, work.MicroBatch, work.ParametersVersion));
         }
         if (_deferred.Count == 0) Timers.Cancel(DeferredTimer);
@@ -290,6 +302,7 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
                 _replica = null;
                 return;
             }
+            _replicaMoved = _clock.Elapsed;
             Keep(part.Version, parameters);
         }
         Advance();

@@ -82,12 +82,24 @@ public sealed class SleepingThreadsExecutorConfigurator(Config config, IDispatch
 }
 
 /// <summary>
-/// A fixed set of background threads taking work from one queue; an idle thread waits on a monitor
-/// without spinning. On Linux the threads can run at a lower priority than the rest of the process.
+/// A fixed set of background threads taking work from one queue; an idle thread waits without spinning.
+/// New work wakes the thread that went idle last: with one busy actor (a worker node's slot) the same
+/// thread runs every message, and the others stay asleep, instead of each message going to the thread
+/// that has slept longest (a monitor's order), whose caches are coldest. On Linux the threads can run at
+/// a lower priority than the rest of the process.
 /// </summary>
 public sealed class SleepingThreadsExecutor : ExecutorService
 {
+    /// <summary>An idle thread's own wake-up call.</summary>
+    private sealed class Sleeper
+    {
+        public readonly object Gate = new();
+        public bool Woken;
+    }
+
     private readonly Queue<IRunnable> _queue = new();
+    /// <summary>The idle threads, the one that went idle last on top.</summary>
+    private readonly Stack<Sleeper> _idle = new();
     private readonly int _nice;
     private bool _stopped;
 
@@ -101,39 +113,61 @@ public sealed class SleepingThreadsExecutor : ExecutorService
 
     public override void Execute(IRunnable run)
     {
+        Sleeper? sleeper;
         lock (_queue)
         {
             if (_stopped) throw new RejectedExecutionException($"{Id} is shut down");
             _queue.Enqueue(run);
-            Monitor.Pulse(_queue);
+            _idle.TryPop(out sleeper);
         }
+        if (sleeper is not null) Wake(sleeper);
     }
 
     public override void Shutdown()
     {
+        Sleeper[] sleepers;
         lock (_queue)
         {
             _stopped = true;
-            Monitor.PulseAll(_queue);
+            sleepers = _idle.ToArray();
+            _idle.Clear();
+        }
+        foreach (var sleeper in sleepers) Wake(sleeper);
+    }
+
+    private static void Wake(Sleeper sleeper)
+    {
+        lock (sleeper.Gate)
+        {
+            sleeper.Woken = true;
+            Monitor.Pulse(sleeper.Gate);
         }
     }
 
     private void Loop()
     {
         if (_nice > 0) ThreadNice.Lower(_nice);
+        var me = new Sleeper();
         while (true)
         {
-            IRunnable run;
+            IRunnable? run = null;
             lock (_queue)
             {
-                while (_queue.Count == 0)
+                if (_queue.Count > 0) run = _queue.Dequeue();
+                else if (_stopped) return;
+                else
                 {
-                    if (_stopped) return;
-                    Monitor.Wait(_queue);
+                    me.Woken = false;
+                    _idle.Push(me);
                 }
-                run = _queue.Dequeue();
             }
-            run.Run();
+            if (run is not null)
+            {
+                run.Run();
+                continue;
+            }
+            lock (me.Gate)
+                while (!me.Woken) Monitor.Wait(me.Gate);
         }
     }
 }

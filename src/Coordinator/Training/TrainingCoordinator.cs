@@ -138,8 +138,12 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
 
     /// <summary>The step being computed, whose parameters the coordinator has.</summary>
     private StepWork? _current;
-    /// <summary>With replicas, the step after it, handed out ahead to the workers that will take the current step themselves.</summary>
-    private StepWork? _next;
+    /// <summary>
+    /// The steps after it, in order, whose micro-batches are cut already: with replicas up to
+    /// <see cref="TrainingPlan.StepsAhead"/> of them, handed out ahead to the workers that will take the
+    /// steps before themselves; without, the next one, cut while the current one is computed.
+    /// </summary>
+    private readonly List<StepWork> _ahead = [];
 
     private double _epochLossSum;
     private int _epochNames;
@@ -200,7 +204,7 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
     private bool Started => _run is not null;
     private int LiveWorkers => _workers.Values.Count(w => !w.Suspended);
     private TimeSpan Now => _stepClock.Elapsed;
-    private IEnumerable<StepWork> Steps => new[] { _current, _next }.OfType<StepWork>();
+    private IEnumerable<StepWork> Steps => _current is null ? _ahead : _ahead.Prepend(_current);
 
     private void OnStart()
     {
@@ -273,10 +277,16 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
     private void BeginStep()
     {
         var run = _run!;
-        _current = _next is { } next && next.Step == run.Step
-            ? next
-            : NewStep(run.Step, _plan.Replicas ? _workerOrder.Where(w => !_workers[w].Suspended && _workers[w].ReplicaVersion == run.Step) : []);
-        _next = null;
+        if (_ahead.Count > 0 && _ahead[0].Step == run.Step)
+        {
+            _current = _ahead[0];
+            _ahead.RemoveAt(0);
+        }
+        else
+        {
+            _ahead.Clear();
+            _current = NewStep(run.Step, _plan.Replicas ? _workerOrder.Where(w => !_workers[w].Suspended && _workers[w].ReplicaVersion == run.Step) : []);
+        }
         _thisStep.Restart();
         // Every reply of a step handed out ahead may be in already.
         if (_current.Complete) CompleteStep();
@@ -333,10 +343,19 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
             foreach (var worker in _workerOrder.Where(w => !_workers[w].Suspended && _workers[w].ReplicaVersion != current.Step).ToList())
                 SendState(worker);
         DispatchStep(current, _ => true);
-        if (current.Pending.Count > 0 || !_run!.HasNextStep || _stopEarly || (!_plan.Replicas && current.Received == 0)) return;
-        _next ??= NewStep(current.Step + 1, current.AllPeers.Where(w => _workers.ContainsKey(w)));
-        if (!_plan.Replicas) return;
-        DispatchStep(_next, w => _workers[w].ReplicaVersion == current.Step && (current.Peers.Contains(w) || current.LatePeers.Contains(w)));
+        if (current.Pending.Count > 0 || _stopEarly || (!_plan.Replicas && current.Received == 0)) return;
+        var before = current;
+        for (var k = 1; k <= (_plan.Replicas ? _plan.StepsAhead : 1) && current.Step + k < _run!.TotalSteps; k++)
+        {
+            if (_ahead.Count < k) _ahead.Add(NewStep(current.Step + k, before.AllPeers.Where(w => _workers.ContainsKey(w))));
+            if (!_plan.Replicas) return;
+            var step = _ahead[k - 1];
+            // Those that will have the step's version on their own: replicas at the current version, peers of every step before it.
+            var chain = Steps.TakeWhile(s => s.Step < step.Step).ToList();
+            DispatchStep(step, w => _workers[w].ReplicaVersion == current.Step && chain.All(s => s.Peers.Contains(w) || s.LatePeers.Contains(w)));
+            if (step.Pending.Count > 0) return;
+            before = step;
+        }
     }
 
     private void DispatchStep(StepWork step, Func<IActorRef, bool> eligible)
@@ -371,7 +390,7 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
             step.MicroBatches.Count, step.LearningRate, peers, peers?.Select(p => _workers.GetValueOrDefault(p)?.BlockEndpoint ?? "").ToArray()));
     }
 
-    private StepWork? StepOf(long step) => _current?.Step == step ? _current : _next?.Step == step ? _next : null;
+    private StepWork? StepOf(long step) => _current?.Step == step ? _current : _ahead.Find(s => s.Step == step);
 
     /// <summary>A reply frees its worker whatever it says, for whichever step.</summary>
     private TimeSpan? Release(long stepNumber, int microBatch)
@@ -714,6 +733,6 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
         _requester?.Tell(new TrainingFailed(_plan.RunId, reason));
         _requester = null;
         _current = null;
-        _next = null;
+        _ahead.Clear();
     }
 }

@@ -52,6 +52,13 @@ public sealed record TrainingPlan(
     /// </summary>
     public bool Replicas { get; init; } = true;
 
+    /// <summary>
+    /// With replicas, how many steps' work goes out ahead of the current step's (at least 1). With one, a
+    /// worker that has taken a step from its blocks waits for the coordinator to have taken the step before
+    /// and handed out the next; with more, the coordinator's turns leave the workers' path.
+    /// </summary>
+    public int StepsAhead { get; init; } = 3;
+
     /// <summary>Benchmarks only: evaluate on the test split after every epoch and stop once its accuracy reaches this; null = never.</summary>
     public double? StopAtTestAccuracy { get; init; }
 

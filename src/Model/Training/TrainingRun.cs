@@ -114,21 +114,24 @@ public sealed class TrainingRun
     public IReadOnlyList<MicroBatch> MicroBatches() => MicroBatchesOf(Step);
 
     /// <summary>
-    /// The micro-batches of the current step or of the one after it, so that the next step's work can be
-    /// handed out before this one is applied (it does not depend on the parameters): the batch's names cut
-    /// into ⌈batch / <see cref="TrainingOptions.MicroBatch"/>⌉ micro-batches by their lengths (<see cref="BalancedCut"/>).
+    /// The micro-batches of the current step or of one after it, so that later steps' work can be handed
+    /// out before this one is applied (it does not depend on the parameters): the batch's names cut into
+    /// ⌈batch / <see cref="TrainingOptions.MicroBatch"/>⌉ micro-batches by their lengths (<see cref="BalancedCut"/>).
     /// </summary>
     public IReadOnlyList<MicroBatch> MicroBatchesOf(long step)
     {
         if (Finished) throw new InvalidOperationException("the run has finished");
-        if (step != Step && (step != Step + 1 || !HasNextStep))
-            throw new ArgumentOutOfRangeException(nameof(step), step, $"only the current step ({Step}) and the one after it have micro-batches");
-        var (stepInEpoch, order) = (StepInEpoch, _order);
-        if (step != Step && ++stepInEpoch == StepsPerEpoch)
+        if (step < Step || step >= TotalSteps)
+            throw new ArgumentOutOfRangeException(nameof(step), step, $"only the steps from the current one ({Step}) to the last ({TotalSteps - 1}) have micro-batches");
+        var ahead = StepInEpoch + (step - Step);
+        var epochsAhead = ahead / StepsPerEpoch;
+        var stepInEpoch = (int)(ahead % StepsPerEpoch);
+        var order = epochsAhead switch
         {
-            stepInEpoch = 0;
-            order = _nextOrder ??= SplitMix64.EpochPermutation(_train.Count, _options.Seed, Epoch + 1);
-        }
+            0 => _order,
+            1 => _nextOrder ??= SplitMix64.EpochPermutation(_train.Count, _options.Seed, Epoch + 1),
+            _ => SplitMix64.EpochPermutation(_train.Count, _options.Seed, Epoch + (int)epochsAhead),
+        };
         var (start, end) = StepRange(stepInEpoch);
         var batch = Enumerable.Range(start, end - start).Select(i => _train[order[i]]).ToArray();
         var count = (batch.Length + _options.MicroBatch - 1) / _options.MicroBatch;

@@ -273,6 +273,54 @@ public class CoordinatorTests() : TestKit(TorchDispatcher.Hocon(localThreads: nu
     }
 
     [Fact]
+    public void With_replicas_the_work_of_up_to_steps_ahead_steps_goes_out_before_the_current_step_is_in_and_the_next_once_it_is()
+    {
+        // Five steps of two one-name micro-batches; the work of three steps after the current one goes out ahead.
+        LabelledName[] train = Enumerable.Range(0, 10).Select(i => new LabelledName(new string((char)('A' + i), 2 + i % 3), i % 2)).ToArray();
+        var plan = Plan(minWorkers: 2) with { Train = train, Options = Plan(1).Options with { BatchSize = 2 }, Replicas = true, StepsAhead = 3 };
+        var (coordinator, a, b) = StartTwo(plan);
+        var work = new Dictionary<(TestProbe, long), ComputeGradients>();
+        void Expect(TestProbe probe, long step)
+        {
+            var unit = probe.ExpectMsg<ComputeGradients>(Wait);
+            Assert.Equal((step, step, 2), (unit.Step, unit.ParametersVersion, unit.StepMicroBatches));
+            Assert.Null(unit.Parameters);
+            Assert.Equal(new[] { a.Ref, b.Ref }.Order(), unit.Peers!.Order());
+            work[(probe, step)] = unit;
+        }
+        foreach (var probe in new[] { a, b })
+        {
+            ExpectState(probe, 0);
+            for (var step = 0L; step <= 3; step++) Expect(probe, step);
+        }
+        // Not the fifth step's: that is four steps ahead of step 0, which is not in yet.
+        a.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+        b.ExpectNoMsg(TimeSpan.Zero);
+
+        Reply(a, coordinator, work[(a, 0)], 1f);
+        a.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
+        Reply(b, coordinator, work[(b, 0)], 2f);
+        Expect(a, 4);
+        Expect(b, 4);
+        for (var step = 1L; step <= 4; step++)
+        {
+            Reply(a, coordinator, work[(a, step)], 2 * step + 1);
+            Reply(b, coordinator, work[(b, step)], 2 * step + 2);
+        }
+        var done = ExpectMsg<TrainingCompleted>(Wait);
+        // SGD, learning rate 1, no momentum: step s subtracts the mean of its two blocks, (4s + 3) / 2, in order.
+        var expected = plan.InitialParameters().ToArray();
+        for (var step = 0; step < 5; step++)
+        {
+            var mean = ((2f * step + 1) + (2f * step + 2)) * (1f / 2);
+            for (var i = 0; i < expected.Length; i++) expected[i] -= mean;
+        }
+        Assert.Equal(expected, done.FinalParameters);
+        Assert.Equal(5, done.MicroBatchesPerWorker["a"]);
+        Assert.Equal(5, done.MicroBatchesPerWorker["b"]);
+    }
+
+    [Fact]
     public void A_worker_that_misses_a_version_gets_the_state_again_with_the_blocks_of_the_step_and_its_work_back()
     {
         var plan = TwoStepPlan();

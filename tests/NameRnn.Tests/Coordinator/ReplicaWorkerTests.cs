@@ -120,4 +120,36 @@ public class ReplicaWorkerTests() : TestKit(TorchDispatcher.Hocon(localThreads: 
         run.Apply(expected);
         Assert.Equal(Bits(Reference(run, engine)[0].Sum.Gradients), Bits(next.Gradients));
     }
+
+    [Fact]
+    public void Work_handed_out_steps_ahead_waits_for_its_version_as_long_as_the_replica_keeps_taking_steps()
+    {
+        // Four steps; the work of steps 1 and 2 comes at once, and the peer's blocks come slowly, 1.4 s apart:
+        // step 2's work waits longer than ReplicaWait in all, but never that long without a step taken.
+        var run = new TrainingRun(Options with { Epochs = 2 }, Config, Train, ParameterInit.Create(Config, Options.Seed));
+        var (a, coordinator) = Start("a");
+        var slow = CreateTestProbe();
+        IActorRef[] peers = [a, slow.Ref];
+        SendState(a, run, coordinator.Ref);
+        foreach (var step in new long[] { 0, 1, 2 }) a.Tell(Work(run, step, 0, 2, peers), coordinator.Ref);
+        var pause = GradientWorker.ReplicaWait * 0.7;
+
+        using var engine = new GradientEngine(Config, null, Options.Dropout, Options.LabelSmoothing);
+        foreach (var step in new long[] { 0, 1 })
+        {
+            var mine = coordinator.ExpectMsg<GradientsComputed>(Wait);
+            var expected = Reference(run, engine);
+            Assert.Equal((step, 0), (mine.Step, mine.MicroBatch));
+            Assert.Equal(Bits(expected[0].Sum.Gradients), Bits(mine.Gradients));
+            Thread.Sleep(pause);
+            var other = expected[1].Sum;
+            a.Tell(new GradientsComputed(RunId, step, 2, 2, other.LossSum, other.Count, other.Gradients, other.Correct, 4, run.LearningRate), slow.Ref);
+            run.Apply(expected);
+        }
+        // No ParametersMissing came first: step 2's block, computed from the replica's own version 2.
+        var last = coordinator.ExpectMsg<GradientsComputed>(Wait);
+        Assert.Equal((2L, 0), (last.Step, last.MicroBatch));
+        Assert.Equal(Bits(Reference(run, engine)[0].Sum.Gradients), Bits(last.Gradients));
+        coordinator.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+    }
 }

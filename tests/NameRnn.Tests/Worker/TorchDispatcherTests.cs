@@ -66,4 +66,35 @@ public class TorchDispatcherTests
         var threads = Enumerable.Range(0, 20).Select(_ => kit.ExpectMsg<int>(TimeSpan.FromSeconds(10))).ToHashSet();
         Assert.Equal(2, threads.Count);
     }
+
+    [Fact]
+    public void A_cluster_node_runs_one_actors_messages_on_the_thread_that_ran_the_last_one()
+    {
+        // One worker slot, messages one at a time: the thread that went idle last takes the next, so the
+        // node's other threads stay asleep (in a monitor's order each message went to the one that had
+        // slept longest, round the three).
+        using var kit = new TestKit(TorchDispatcher.Hocon(localThreads: null));
+        var actor = kit.Sys.ActorOf(Props.Create(() => new ReportThread()).WithDispatcher(TorchDispatcher.Id));
+        var threads = new HashSet<int>();
+        for (var i = 0; i < 12; i++)
+        {
+            actor.Tell("thread?", kit.TestActor);
+            threads.Add(kit.ExpectMsg<int>(TimeSpan.FromSeconds(10)));
+            // Long enough for the thread to have gone idle before the next message comes.
+            Thread.Sleep(30);
+        }
+        Assert.Single(threads);
+    }
+
+    [Fact]
+    public void A_cluster_node_runs_as_many_busy_actors_at_once_as_it_has_threads_and_loses_no_message()
+    {
+        using var kit = new TestKit(TorchDispatcher.Hocon(localThreads: null));
+        var actors = Enumerable.Range(0, 6).Select(_ => kit.Sys.ActorOf(Props.Create(() => new ReportThread()).WithDispatcher(TorchDispatcher.Id))).ToList();
+        // Sent from several threads at once, as the remoting and the block links do.
+        Parallel.For(0, 60, i => actors[i % actors.Count].Tell("thread?", kit.TestActor));
+        var threads = Enumerable.Range(0, 60).Select(_ => kit.ExpectMsg<int>(TimeSpan.FromSeconds(10))).ToHashSet();
+        Assert.Equal(TorchDispatcher.ClusterThreadCount, threads.Count);
+        kit.ExpectNoMsg(TimeSpan.FromMilliseconds(100));
+    }
 }
