@@ -29,8 +29,15 @@ public sealed class BenchSettings : DataSettings
     [Option("--warm-up", "epochs run before the measured ones in every mode and round, not counted: JIT compilation and tiering (a new worker process takes a few epochs), connection set-up, first-touch allocations", Value = "N")]
     public int WarmUp { get; set; } = 3;
 
+    /// <summary>
+    /// Four by default (two until the thirteenth session). The development machines are shared, and a mode's
+    /// speed swings by a third and more between rounds of one run (the loop without actors at batch 64 made
+    /// 61 657 / 53 049 / 33 756 / 66 252 names/s in the four rounds of one run); noise only ever slows a
+    /// mode down, so each mode keeps its best round, and with two rounds a slow spell over both of one
+    /// mode's rounds decided a comparison more than once.
+    /// </summary>
     [Option("--rounds", "measurements per mode, in alternating order; each mode keeps its best", Value = "N")]
-    public int Rounds { get; set; } = 2;
+    public int Rounds { get; set; } = 4;
 
     /// <summary>
     /// Unset: half the global batch, so that each of two workers computes one micro-batch per step, as
