@@ -84,16 +84,17 @@ public sealed class BlockLink : IDisposable
     /// <param name="warn">Logs a warning (a refused or broken connection).</param>
     /// <param name="info">Logs a first connection to a peer.</param>
     /// <param name="helloTimeout">How long a new connection may take to present itself; <see cref="DefaultHelloTimeout"/> when null.</param>
+    /// <param name="port">The port to listen on; 0 for any free one. A port in use throws <see cref="SocketException"/>.</param>
     public BlockLink(IPAddress bind, string advertisedHost, string secret, int maxFrameSize,
         Func<byte[], GradientsComputed> decode, Func<GradientsComputed, byte[]> encode, Action<GradientsComputed> deliver, Action<string> warn, Action<string> info,
-        TimeSpan? helloTimeout = null)
+        TimeSpan? helloTimeout = null, int port = 0)
     {
         _helloTimeout = helloTimeout ?? DefaultHelloTimeout;
         _secret = Encoding.UTF8.GetBytes(secret);
         if (_secret.Length > MaxSecretBytes) throw new ArgumentException($"a cluster secret of more than {MaxSecretBytes} bytes", nameof(secret));
         _maxFrameSize = maxFrameSize;
         (_decode, _encode, _deliver, _warn, _info) = (decode, encode, deliver, warn, info);
-        _listener = new TcpListener(bind, 0);
+        _listener = new TcpListener(bind, port);
         _listener.Start();
         Endpoint = $"{advertisedHost}:{((IPEndPoint)_listener.LocalEndpoint).Port}";
         new Thread(Accept) { IsBackground = true, Name = "namernn-blocks-accept" }.Start();

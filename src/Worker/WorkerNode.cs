@@ -14,9 +14,14 @@ public sealed class CoordinatorLostReason : CoordinatedShutdown.Reason
 
 /// <summary>
 /// How a worker node's slots open their direct links for block sums (<see cref="BlockLink"/>): on the
-/// address the node binds, with the cluster secret, for blocks up to the remote frame size.
+/// address the node binds, with the cluster secret, for blocks up to the remote frame size; slot i on
+/// port <see cref="FirstPort"/> + i − 1, or on any free port when <see cref="FirstPort"/> is 0.
 /// </summary>
-public sealed record BlockLinkOptions(string BindHost, string Secret, int MaxFrameSize);
+public sealed record BlockLinkOptions(string BindHost, string Secret, int MaxFrameSize, int FirstPort = 0)
+{
+    /// <summary>The port slot <paramref name="slot"/> (from 1) listens on; 0 for any free one.</summary>
+    public int PortOf(int slot) => FirstPort == 0 ? 0 : FirstPort + slot - 1;
+}
 
 /// <summary>Tells a worker where the coordinator is (local messages of the worker node only).</summary>
 public sealed record CoordinatorFound(IActorRef Coordinator);
@@ -83,7 +88,7 @@ public sealed class WorkerNode : ReceiveActor, IWithTimers
         {
             // The link's threads are made here, on a thread of normal priority, not on a TorchSharp thread (nice 10) of the worker's.
             IActorRef? worker = null;
-            var link = bind is null ? null : OpenLink(bind, $"{node}/{i}", block => worker?.Tell(block, ActorRefs.NoSender));
+            var link = bind is null ? null : OpenLink(bind, _links!.PortOf(i), $"{node}/{i}", block => worker?.Tell(block, ActorRefs.NoSender));
             worker = Context.ActorOf(GradientWorker.Props(null, $"{node}/{i}", _secret, _faults, _runId, link), $"slot-{i}");
             _workers.Add(worker);
         }
@@ -107,7 +112,7 @@ public sealed class WorkerNode : ReceiveActor, IWithTimers
     }
 
     /// <summary>A slot's direct link, or null (it could not listen: the blocks then go through the remoting).</summary>
-    private BlockLink? OpenLink(System.Net.IPAddress bind, string workerId, Action<Contracts.GradientsComputed> deliver)
+    private BlockLink? OpenLink(System.Net.IPAddress bind, int port, string workerId, Action<Contracts.GradientsComputed> deliver)
     {
         var options = _links!;
         var log = _log;
@@ -116,13 +121,13 @@ public sealed class WorkerNode : ReceiveActor, IWithTimers
         try
         {
             var link = new BlockLink(bind, _cluster.SelfAddress.Host!, options.Secret, options.MaxFrameSize, serializer.BlockFromBinary, serializer.ToBinary, deliver,
-                warning => log.Warning("Worker {Worker}: {Problem}", workerId, warning), note => log.Info("Worker {Worker} {Note}", workerId, note));
+                warning => log.Warning("Worker {Worker}: {Problem}", workerId, warning), note => log.Info("Worker {Worker} {Note}", workerId, note), port: port);
             _openLinks.Add(link);
             return link;
         }
         catch (System.Net.Sockets.SocketException e)
         {
-            _log.Warning("Worker {Worker} cannot listen for blocks on {Address} ({Reason}); its peers send them through the remoting", workerId, bind, e.Message);
+            _log.Warning("Worker {Worker} cannot listen for blocks on {Address} port {Port} ({Reason}); its peers send them through the remoting", workerId, bind, port == 0 ? "any" : port.ToString(System.Globalization.CultureInfo.InvariantCulture), e.Message);
             return null;
         }
     }

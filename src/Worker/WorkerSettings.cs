@@ -32,8 +32,11 @@ public sealed class WorkerSettings
     [Option("--direct-blocks", "on or off: send the gradient blocks the other workers wait for over direct TCP connections between the workers (any free port on --hostname) instead of through Akka's remoting; blocks that cannot go that way still go through the remoting; off with TLS", Value = "MODE")]
     public string DirectBlocks { get; set; } = "on";
 
+    [Option("--block-port", "the TCP port of the first slot's direct block link (slot i listens on P + i - 1), for firewalls and container port lists; 0 = any free port", Value = "P")]
+    public int BlockPort { get; set; }
+
     /// <summary>The slots' direct links for block sums, or null: asked off, or TLS (the blocks then keep Akka's TLS).</summary>
-    public BlockLinkOptions? BlockLinks => DirectBlocks == "on" && Tls.Options() is null ? new BlockLinkOptions(Hostname, ClusterSecret, MaxFrameSize) : null;
+    public BlockLinkOptions? BlockLinks => DirectBlocks == "on" && Tls.Options() is null ? new BlockLinkOptions(Hostname, ClusterSecret, MaxFrameSize, BlockPort) : null;
 
     [Option("--test-slow-ms", "answer this much later per micro-batch (a straggler)", Hidden = true)]
     public int TestSlowMs { get; set; }
@@ -69,6 +72,12 @@ public sealed class WorkerSettings
         CommandLine.Range("--port", Port, 0, 65535);
         CommandLine.Range("--slots", Slots, 1, 256);
         CommandLine.OneOf("--direct-blocks", DirectBlocks, ["on", "off"]);
+        CommandLine.Range("--block-port", BlockPort, 0, 65535);
+        if (BlockPort > 0 && BlockPort + Slots - 1 > 65535)
+        {
+            var first = 65535 - BlockPort + 2;
+            throw new UsageException($"option --block-port: {BlockPort} leaves no port for {(first == Slots ? $"slot {Slots}" : $"slots {first} to {Slots}")} of --slots {Slots} (slot i listens on --block-port + i - 1, at most 65535)");
+        }
         CommandLine.Range("--max-frame-size", MaxFrameSize, 128_000, 1 << 30);
         _ = Faults;
         _ = NodeLogging.Parse(LogLevel);

@@ -175,6 +175,28 @@ public sealed class BlockLinkTests : IDisposable
     }
 
     [Fact]
+    public void A_link_told_its_port_listens_there_and_a_second_link_cannot_take_that_port()
+    {
+        var probe = new TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        var port = ((IPEndPoint)probe.LocalEndpoint).Port;
+        probe.Stop();
+        var inbox = new Inbox();
+        var link = new BlockLink(IPAddress.Loopback, "127.0.0.1", "s", 1 << 20, _serializer.BlockFromBinary, _serializer.ToBinary,
+            inbox.Blocks.Add, inbox.Warnings.Enqueue, _ => { }, port: port);
+        _links.Add(link);
+        Assert.Equal($"127.0.0.1:{port}", link.Endpoint);
+        var sender = Open("s", new Inbox());
+        var block = Block(0, 1000);
+        SendOnceConnected(sender, $"127.0.0.1:{port}", block);
+        Assert.True(inbox.Blocks.TryTake(out var got, Wait));
+        AssertSame(block, got);
+        // The worker node then logs a warning and its peers send that slot's blocks through the remoting.
+        Assert.Throws<SocketException>(() => new BlockLink(IPAddress.Loopback, "127.0.0.1", "s", 1 << 20, _serializer.BlockFromBinary, _serializer.ToBinary,
+            inbox.Blocks.Add, inbox.Warnings.Enqueue, _ => { }, port: port));
+    }
+
+    [Fact]
     public void A_block_for_a_link_that_is_gone_is_refused_so_that_it_goes_through_the_remoting()
     {
         var inbox = new Inbox();
