@@ -29,7 +29,13 @@ public sealed class GradientEngine : IDisposable
     /// </summary>
     private readonly bool _byHand;
 
-    /// <summary>The alpha of index_add_, alive as long as the process (see NameClassifier's One).</summary>
+    /// <summary>
+    /// The 1 (and alpha) of additions, alive as long as the process: TorchSharp makes a temporary Scalar
+    /// for each one not given, and never disposes of it (see NameClassifier's One). The engine also asks
+    /// a tensor's <c>size(d)</c>, not its <c>shape</c>, which leaves an object behind for the finalizer
+    /// too: with both, a pass of the default model left about 2 such objects per letter step and a dozen
+    /// more, each of which the next garbage collection had to queue and the finalizer thread to run.
+    /// </summary>
     private static readonly Scalar One = 1.ToScalar();
 
     /// <param name="autograd">Differentiate every model with autograd, also the one <see cref="ElmanGradients"/> handles (tests compare the two).</param>
@@ -130,7 +136,7 @@ public sealed class GradientEngine : IDisposable
     {
         var parameters = _module.OrderedParameters;
         var (u, w, b, v, c) = (parameters[0], parameters[1], parameters[2], parameters[3], parameters[4]);
-        var (hidden, classes) = (w.shape[0], v.shape[0]);
+        var (hidden, classes) = (w.size(0), v.size(0));
         var encoded = microBatches.Select(mb => mb.Names.Select(Alphabet.Encode).ToList()).ToList();
         var own = encoded.Select(PackedNames.Pack).ToList();
         var single = own.Count == 1;
@@ -157,11 +163,11 @@ public sealed class GradientEngine : IDisposable
         {
             // Each micro-batch draws its masks in its own order, the letters' first, as the module does.
             for (var m = 0; m < own.Count; m++) inputMasks[m] = dropouts[m]!.Mask([own[m].Tokens.Length, hidden], projected.dtype);
-            projected.mul_(Merge(inputMasks!, layouts.Select(l => l.RowIndex).ToArray(), projected.shape));
+            projected.mul_(Merge(inputMasks!, layouts.Select(l => l.RowIndex).ToArray(), [rows, hidden]));
             var featureMasks = own.Select((p, m) => dropouts[m]!.Mask([p.Count, hidden], projected.dtype)).ToArray();
             featureMask = Merge(featureMasks, layouts.Select(l => l.NameRows).ToArray(), [merged.Count, hidden]);
         }
-        var paddedStates = buffer.add_(b);
+        var paddedStates = buffer.add_(b, One);
         var states = paddedStates.narrow(0, 0, rows);
         var perStep = states.split(stepRows, 0);
         var wt = w.t();
@@ -183,7 +189,7 @@ public sealed class GradientEngine : IDisposable
         if (featureMask is not null) upstream.mul_(featureMask);
 
         // Back through time: the rows of 'upstream' are ∂L/∂s of the names still running.
-        var paddedG = paddedStates.mul(paddedStates).neg_().add_(1);
+        var paddedG = paddedStates.mul(paddedStates).neg_().add_(One, One);
         var g = paddedG.narrow(0, 0, rows);
         var gradientPerStep = g.split(stepRows, 0);
         for (var t = sizes.Length - 1; t >= 0; t--)
@@ -206,7 +212,7 @@ public sealed class GradientEngine : IDisposable
                     .mm(states.index_select(0, layout.RowsOf(packed.PreviousRows())));
             var gradB = gm.sum([0L]);
             var gradProjected = inputMasks[m] is { } mask ? gm.mul(mask) : gm;
-            var gradU = torch.zeros(u.shape[1], u.shape[0], dtype: u.dtype)
+            var gradU = torch.zeros(u.size(1), u.size(0), dtype: u.dtype)
                 .index_add_(0, torch.tensor(packed.Tokens, dtype: ScalarType.Int64), gradProjected, One).t();
             var gradLogitsM = single ? gradLogits : gradLogits.index_select(0, layout.Names);
             var gradV = gradLogitsM.t().mm(single ? features : features.index_select(0, layout.Names));

@@ -25,9 +25,10 @@ internal sealed class RowWise
     /// </summary>
     public Tensor AddProduct(Tensor c, Tensor source, long first, Tensor b, int beta)
     {
-        var n = c.shape[0];
+        // size(d), not shape: TorchSharp's shape leaves an object for the finalizer at every call (see GradientEngine's One).
+        var n = c.size(0);
         if (n >= MinRows) return c.addmm_(source.narrow(0, first, n), b, beta, 1);
-        if (_scratch is null || _scratch.shape[1] != c.shape[1]) _scratch = torch.zeros(MinRows, c.shape[1], dtype: c.dtype);
+        if (_scratch is null || _scratch.size(1) != c.size(1)) _scratch = torch.zeros(MinRows, c.size(1), dtype: c.dtype);
         if (beta != 0) _scratch.narrow(0, 0, n).copy_(c);
         _scratch.addmm_(source.narrow(0, first, MinRows), b, beta, 1);
         return c.copy_(_scratch.narrow(0, 0, n));
@@ -36,9 +37,10 @@ internal sealed class RowWise
     /// <summary><paramref name="a"/> itself when it has <see cref="MinRows"/> rows or more, else a copy padded with zero rows to that many.</summary>
     public static Tensor AtLeastMinRows(Tensor a)
     {
-        if (a.shape[0] >= MinRows) return a;
-        var padded = torch.zeros(MinRows, a.shape[1], dtype: a.dtype);
-        padded.narrow(0, 0, a.shape[0]).copy_(a);
+        var rows = a.size(0);
+        if (rows >= MinRows) return a;
+        var padded = torch.zeros(MinRows, a.size(1), dtype: a.dtype);
+        padded.narrow(0, 0, rows).copy_(a);
         return padded;
     }
 }
