@@ -69,9 +69,17 @@ public sealed class BlockLink : IDisposable
     private sealed class Outgoing
     {
         public Socket? Socket;
-        public Task<(Socket? Socket, string Reason)>? Connecting;
+        public Attempt? Connecting;
         public TimeSpan RetryAt;
         public int Failures;
+    }
+
+    /// <summary>A connection being made in the background: its socket (null when it failed, and why) once <see cref="Done"/>.</summary>
+    private sealed class Attempt
+    {
+        public Socket? Socket;
+        public string Reason = "";
+        public volatile bool Done;
     }
 
     /// <param name="bind">The address to listen on (the node's own).</param>
@@ -140,12 +148,11 @@ public sealed class BlockLink : IDisposable
     {
         if (link.Connecting is null)
         {
-            if (_clock.Elapsed >= link.RetryAt) link.Connecting = ConnectAsync(endpoint);
+            if (_clock.Elapsed >= link.RetryAt) _ = ConnectAsync(endpoint, link.Connecting = new Attempt());
             return false;
         }
-        if (!link.Connecting.IsCompleted) return false;
-        // Done, and it never faults: reading its outcome does not wait.
-        var (socket, reason) = link.Connecting.Result;
+        if (!link.Connecting.Done) return false;
+        var (socket, reason) = (link.Connecting.Socket, link.Connecting.Reason);
         link.Connecting = null;
         if (socket is null)
         {
@@ -161,8 +168,15 @@ public sealed class BlockLink : IDisposable
         return true;
     }
 
+    /// <summary>Makes <paramref name="attempt"/>'s connection, and marks it done; never faults, so nobody awaits it.</summary>
+    private async Task ConnectAsync(string endpoint, Attempt attempt)
+    {
+        (attempt.Socket, attempt.Reason) = await PresentedConnectionAsync(endpoint);
+        attempt.Done = true;
+    }
+
     /// <summary>A connection to <paramref name="endpoint"/> that has presented itself, or null and why not; never faults.</summary>
-    private async Task<(Socket? Socket, string Reason)> ConnectAsync(string endpoint)
+    private async Task<(Socket? Socket, string Reason)> PresentedConnectionAsync(string endpoint)
     {
         var colon = endpoint.LastIndexOf(':');
         if (colon <= 0 || !int.TryParse(endpoint.AsSpan(colon + 1), out var port) || port is < 1 or > 65535)

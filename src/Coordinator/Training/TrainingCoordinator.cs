@@ -89,6 +89,7 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
         public bool HandedOut { get; set; }
         public bool Complete => Received == Results.Length;
         public IActorRef[] AllPeers => Peers.Concat(LatePeers).ToArray();
+        public bool IsPeer(IActorRef worker) => Peers.Contains(worker) || LatePeers.Contains(worker);
 
         /// <summary>The unit that starts at <paramref name="microBatch"/>, or −1.</summary>
         public int UnitAt(int microBatch)
@@ -344,17 +345,17 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
                 SendState(worker);
         DispatchStep(current, _ => true);
         if (current.Pending.Count > 0 || _stopEarly || (!_plan.Replicas && current.Received == 0)) return;
-        var before = current;
+        // The steps before the next one to hand out, from the current one on.
+        List<StepWork> before = [current];
         for (var k = 1; k <= (_plan.Replicas ? _plan.StepsAhead : 1) && current.Step + k < _run!.TotalSteps; k++)
         {
-            if (_ahead.Count < k) _ahead.Add(NewStep(current.Step + k, before.AllPeers.Where(w => _workers.ContainsKey(w))));
+            if (_ahead.Count < k) _ahead.Add(NewStep(current.Step + k, before[^1].AllPeers.Where(w => _workers.ContainsKey(w))));
             if (!_plan.Replicas) return;
             var step = _ahead[k - 1];
             // Those that will have the step's version on their own: replicas at the current version, peers of every step before it.
-            var chain = Steps.TakeWhile(s => s.Step < step.Step).ToList();
-            DispatchStep(step, w => _workers[w].ReplicaVersion == current.Step && chain.All(s => s.Peers.Contains(w) || s.LatePeers.Contains(w)));
+            DispatchStep(step, w => _workers[w].ReplicaVersion == current.Step && before.All(s => s.IsPeer(w)));
             if (step.Pending.Count > 0) return;
-            before = step;
+            before.Add(step);
         }
     }
 

@@ -40,10 +40,10 @@ public sealed class BlockLinkTests : IDisposable
         }
     }
 
-    private BlockLink Open(string secret, Inbox inbox, int maxFrameSize = 1 << 20, TimeSpan? helloTimeout = null)
+    private BlockLink Open(string secret, Inbox inbox, int maxFrameSize = 1 << 20, TimeSpan? helloTimeout = null, int port = 0)
     {
         var link = new BlockLink(IPAddress.Loopback, "127.0.0.1", secret, maxFrameSize, _serializer.BlockFromBinary, _serializer.ToBinary,
-            inbox.Blocks.Add, inbox.Warnings.Enqueue, _ => { }, helloTimeout);
+            inbox.Blocks.Add, inbox.Warnings.Enqueue, _ => { }, helloTimeout, port);
         _links.Add(link);
         return link;
     }
@@ -182,9 +182,7 @@ public sealed class BlockLinkTests : IDisposable
         var port = ((IPEndPoint)probe.LocalEndpoint).Port;
         probe.Stop();
         var inbox = new Inbox();
-        var link = new BlockLink(IPAddress.Loopback, "127.0.0.1", "s", 1 << 20, _serializer.BlockFromBinary, _serializer.ToBinary,
-            inbox.Blocks.Add, inbox.Warnings.Enqueue, _ => { }, port: port);
-        _links.Add(link);
+        var link = Open("s", inbox, port: port);
         Assert.Equal($"127.0.0.1:{port}", link.Endpoint);
         var sender = Open("s", new Inbox());
         var block = Block(0, 1000);
@@ -192,8 +190,7 @@ public sealed class BlockLinkTests : IDisposable
         Assert.True(inbox.Blocks.TryTake(out var got, Wait));
         AssertSame(block, got);
         // The worker node then logs a warning and its peers send that slot's blocks through the remoting.
-        Assert.Throws<SocketException>(() => new BlockLink(IPAddress.Loopback, "127.0.0.1", "s", 1 << 20, _serializer.BlockFromBinary, _serializer.ToBinary,
-            inbox.Blocks.Add, inbox.Warnings.Enqueue, _ => { }, port: port));
+        Assert.Throws<SocketException>(() => Open("s", inbox, port: port));
     }
 
     [Fact]
