@@ -124,18 +124,19 @@ public class ReplicaWorkerTests() : TestKit(TorchDispatcher.Hocon(localThreads: 
     [Fact]
     public void Work_handed_out_steps_ahead_waits_for_its_version_as_long_as_the_replica_keeps_taking_steps()
     {
-        // Four steps; the work of steps 1 and 2 comes at once, and the peer's blocks come slowly, 1.4 s apart:
-        // step 2's work waits longer than ReplicaWait in all, but never that long without a step taken.
+        // Four steps; the work of steps 1 to 3 comes at once, and the peer's blocks come slowly, 0.9 s apart:
+        // step 3's work waits longer than ReplicaWait in all, but never that long without a step taken (with
+        // a second to spare for a slow first pass on a busy machine).
         var run = new TrainingRun(Options with { Epochs = 2 }, Config, Train, ParameterInit.Create(Config, Options.Seed));
         var (a, coordinator) = Start("a");
         var slow = CreateTestProbe();
         IActorRef[] peers = [a, slow.Ref];
         SendState(a, run, coordinator.Ref);
-        foreach (var step in new long[] { 0, 1, 2 }) a.Tell(Work(run, step, 0, 2, peers), coordinator.Ref);
-        var pause = GradientWorker.ReplicaWait * 0.7;
+        foreach (var step in new long[] { 0, 1, 2, 3 }) a.Tell(Work(run, step, 0, 2, peers), coordinator.Ref);
+        var pause = GradientWorker.ReplicaWait * 0.45;
 
         using var engine = new GradientEngine(Config, null, Options.Dropout, Options.LabelSmoothing);
-        foreach (var step in new long[] { 0, 1 })
+        foreach (var step in new long[] { 0, 1, 2 })
         {
             var mine = coordinator.ExpectMsg<GradientsComputed>(Wait);
             var expected = Reference(run, engine);
@@ -146,9 +147,9 @@ public class ReplicaWorkerTests() : TestKit(TorchDispatcher.Hocon(localThreads: 
             a.Tell(new GradientsComputed(RunId, step, 2, 2, other.LossSum, other.Count, other.Gradients, other.Correct, 4, run.LearningRate), slow.Ref);
             run.Apply(expected);
         }
-        // No ParametersMissing came first: step 2's block, computed from the replica's own version 2.
+        // No ParametersMissing came first: step 3's block, computed from the replica's own version 3.
         var last = coordinator.ExpectMsg<GradientsComputed>(Wait);
-        Assert.Equal((2L, 0), (last.Step, last.MicroBatch));
+        Assert.Equal((3L, 0), (last.Step, last.MicroBatch));
         Assert.Equal(Bits(Reference(run, engine)[0].Sum.Gradients), Bits(last.Gradients));
         coordinator.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
     }
