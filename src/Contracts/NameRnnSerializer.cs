@@ -13,7 +13,7 @@ namespace NameRnn.Contracts;
 public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWithStringManifest(system)
 {
     public const int SerializerId = 8_117;
-    private const byte FormatVersion = 4;
+    private const byte FormatVersion = 5;
 
     private const string ModelSpecManifest = "MS";
     private const string RegisterManifest = "RW";
@@ -24,6 +24,8 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
     private const string FailedManifest = "GF";
     private const string MissingManifest = "PM";
     private const string ReplicaManifest = "RS";
+    private const string SegmentManifest = "CS";
+    private const string SegmentComputedManifest = "SC";
 
     public override int Identifier => SerializerId;
 
@@ -38,6 +40,8 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
         GradientsFailed => FailedManifest,
         ParametersMissing => MissingManifest,
         ReplicaState => ReplicaManifest,
+        ComputeSegment => SegmentManifest,
+        SegmentComputed => SegmentComputedManifest,
         _ => throw new SerializationException($"{o.GetType()} is not a NameRnn message"),
     };
 
@@ -55,26 +59,23 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
                 break;
             case WorkerAccepted m: w.String(m.RunId); WriteSpec(w, m.Model); w.Floats(m.ClassWeights); w.Double(m.Dropout); w.Double(m.LabelSmoothing); break;
             case WorkerRefused m: w.String(m.Reason); break;
-            case ComputeGradients m:
-                w.String(m.RunId); w.Int64(m.Step); w.Int32(m.MicroBatch); w.Int64(m.ParametersVersion); w.Floats(m.Parameters);
-                w.Int32(m.MicroBatches.Length);
-                foreach (var part in m.MicroBatches)
-                {
-                    w.Strings(part.Names); w.Int32s(part.Labels); w.Int64(part.NoiseSeed);
-                }
-                w.Int32(m.StepMicroBatches); w.Double(m.LearningRate);
-                w.Strings(peerPaths);
-                w.Strings(m.PeerEndpoints ?? []);
-                break;
-            case GradientsComputed m:
-                w.String(m.RunId); w.Int64(m.Step); w.Int32(m.MicroBatch); w.Int32(m.MicroBatches); w.Double(m.LossSum); w.Int32(m.Count); w.Floats(m.Gradients); w.Int32(m.Correct);
-                w.Int32(m.StepMicroBatches); w.Double(m.LearningRate);
-                break;
+            case ComputeGradients m: WriteCompute(w, m, peerPaths); break;
+            case GradientsComputed m: WriteComputed(w, m); break;
             case GradientsFailed m: w.String(m.RunId); w.Int64(m.Step); w.Int32(m.MicroBatch); w.String(m.Reason); break;
             case ParametersMissing m: w.String(m.RunId); w.Int64(m.Step); w.Int32(m.MicroBatch); w.Int64(m.ParametersVersion); break;
             case ReplicaState m:
                 w.String(m.RunId); w.Int64(m.Version); w.Int32(m.Part); w.Int32(m.Parts); w.String(m.Optimizer); w.Int64(m.OptimizerSteps);
-                w.Double(m.Momentum); w.Double(m.WeightDecay); w.Double(m.ClipNorm); w.Floats(m.Values);
+                w.Double(m.Momentum); w.Double(m.WeightDecay); w.Double(m.ClipNorm); w.Floats(m.Values); w.Int64(m.Generation);
+                break;
+            case ComputeSegment m:
+                w.String(m.RunId); w.Int64(m.Generation); w.Int64(m.StateAt);
+                w.Strings(m.Peers.Select(Serialization.SerializedActorPath).ToArray()); w.Strings(m.PeerEndpoints);
+                w.Int32(m.Units.Length);
+                foreach (var unit in m.Units) WriteCompute(w, unit with { Peers = null, PeerEndpoints = null }, []);
+                break;
+            case SegmentComputed m:
+                w.String(m.RunId); w.Int64(m.Generation); w.Int32(m.Units.Length);
+                foreach (var unit in m.Units) WriteComputed(w, unit);
                 break;
             default: throw new SerializationException($"{obj.GetType()} is not a NameRnn message");
         }
@@ -96,10 +97,12 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
                 AcceptedManifest => new WorkerAccepted(r.String(), ReadSpec(ref r), r.Floats(), r.Double(), r.Double()),
                 RefusedManifest => new WorkerRefused(r.String()),
                 ComputeManifest => ReadCompute(ref r, system),
-                ComputedManifest => new GradientsComputed(r.String(), r.Int64(), r.Int32(), r.Int32(), r.Double(), r.Int32(), r.RequiredFloats(), r.Int32(), r.Int32(), r.Double()),
+                ComputedManifest => ReadComputed(ref r),
                 FailedManifest => new GradientsFailed(r.String(), r.Int64(), r.Int32(), r.String()),
                 MissingManifest => new ParametersMissing(r.String(), r.Int64(), r.Int32(), r.Int64()),
-                ReplicaManifest => new ReplicaState(r.String(), r.Int64(), r.Int32(), r.Int32(), r.String(), r.Int64(), r.Double(), r.Double(), r.Double(), r.RequiredFloats()),
+                ReplicaManifest => new ReplicaState(r.String(), r.Int64(), r.Int32(), r.Int32(), r.String(), r.Int64(), r.Double(), r.Double(), r.Double(), r.RequiredFloats(), r.Int64()),
+                SegmentManifest => ReadSegment(ref r, system),
+                SegmentComputedManifest => ReadSegmentComputed(ref r),
                 _ => throw new FormatException($"unknown manifest '{manifest}'"),
             };
             r.End();
@@ -113,6 +116,54 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
 
     /// <summary>A <see cref="GradientsComputed"/> from its bytes (a block sum that came over a worker's direct link); throws <see cref="SerializationException"/> on anything malformed.</summary>
     public GradientsComputed BlockFromBinary(byte[] bytes) => (GradientsComputed)FromBinary(bytes, ComputedManifest);
+
+    private static void WriteCompute(WireWriter w, ComputeGradients m, string[] peerPaths)
+    {
+        w.String(m.RunId); w.Int64(m.Step); w.Int32(m.MicroBatch); w.Int64(m.ParametersVersion); w.Floats(m.Parameters);
+        w.Int32(m.MicroBatches.Length);
+        foreach (var part in m.MicroBatches)
+        {
+            w.Strings(part.Names); w.Int32s(part.Labels); w.Int64(part.NoiseSeed);
+        }
+        w.Int32(m.StepMicroBatches); w.Double(m.LearningRate);
+        w.Strings(peerPaths);
+        w.Strings(m.PeerEndpoints ?? []);
+        w.Int64(m.Generation);
+    }
+
+    private static void WriteComputed(WireWriter w, GradientsComputed m)
+    {
+        w.String(m.RunId); w.Int64(m.Step); w.Int32(m.MicroBatch); w.Int32(m.MicroBatches); w.Double(m.LossSum); w.Int32(m.Count); w.Floats(m.Gradients); w.Int32(m.Correct);
+        w.Int32(m.StepMicroBatches); w.Double(m.LearningRate); w.Int64(m.Generation);
+    }
+
+    private static GradientsComputed ReadComputed(ref WireReader r) =>
+        new(r.String(), r.Int64(), r.Int32(), r.Int32(), r.Double(), r.Int32(), r.RequiredFloats(), r.Int32(), r.Int32(), r.Double(), r.Int64());
+
+    /// <summary>The fewest bytes a unit of work takes (run id, numbers, empty arrays, generation).</summary>
+    private const int ComputeMinimumBytes = 4 + 8 + 4 + 8 + 4 + 4 + 4 + 8 + 4 + 4 + 8;
+
+    /// <summary>The fewest bytes a gradient sum takes.</summary>
+    private const int ComputedMinimumBytes = 4 + 8 + 4 + 4 + 8 + 4 + 4 + 4 + 4 + 8 + 8;
+
+    private static ComputeSegment ReadSegment(ref WireReader r, ExtendedActorSystem system)
+    {
+        var (runId, generation, stateAt) = (r.String(), r.Int64(), r.Int64());
+        var peers = r.Strings().Select(path => ResolvePeer(system, path)).ToArray();
+        var endpoints = r.Strings();
+        if (endpoints.Length != peers.Length) throw new FormatException($"{endpoints.Length} peer endpoints for {peers.Length} peers");
+        var units = new ComputeGradients[r.Count(ComputeMinimumBytes)];
+        for (var i = 0; i < units.Length; i++) units[i] = ReadCompute(ref r, system) with { Peers = peers, PeerEndpoints = endpoints };
+        return new ComputeSegment(runId, generation, units, stateAt, peers, endpoints);
+    }
+
+    private static SegmentComputed ReadSegmentComputed(ref WireReader r)
+    {
+        var (runId, generation) = (r.String(), r.Int64());
+        var units = new GradientsComputed[r.Count(ComputedMinimumBytes)];
+        for (var i = 0; i < units.Length; i++) units[i] = ReadComputed(ref r);
+        return new SegmentComputed(runId, generation, units);
+    }
 
     private static ComputeGradients ReadCompute(ref WireReader r, ExtendedActorSystem system)
     {
@@ -129,7 +180,7 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
         var endpoints = r.Strings();
         if (endpoints.Length != 0 && endpoints.Length != peers.Length)
             throw new FormatException($"{endpoints.Length} peer endpoints for {peers.Length} peers");
-        return new ComputeGradients(runId, step, microBatch, version, parameters, parts, stepMicroBatches, learningRate, peers, endpoints.Length == 0 ? null : endpoints);
+        return new ComputeGradients(runId, step, microBatch, version, parameters, parts, stepMicroBatches, learningRate, peers, endpoints.Length == 0 ? null : endpoints, r.Int64());
     }
 
     private static IActorRef ResolvePeer(ExtendedActorSystem system, string path)
@@ -153,10 +204,12 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
     {
         ComputeGradients m => 1 + WireWriter.SizeOf(m.RunId) + 8 + 4 + 8 + WireWriter.SizeOf(m.Parameters)
             + 4 + m.MicroBatches.Sum(p => 4 + p.Names.Sum(WireWriter.SizeOf) + 4 + p.Labels.Length * 4 + 8) + 4 + 8 + 4 + peerPaths.Sum(WireWriter.SizeOf)
-            + 4 + (m.PeerEndpoints ?? []).Sum(WireWriter.SizeOf),
-        GradientsComputed m => 1 + WireWriter.SizeOf(m.RunId) + 8 + 4 + 4 + 8 + 4 + WireWriter.SizeOf(m.Gradients) + 4 + 4 + 8,
+            + 4 + (m.PeerEndpoints ?? []).Sum(WireWriter.SizeOf) + 8,
+        GradientsComputed m => 1 + WireWriter.SizeOf(m.RunId) + 8 + 4 + 4 + 8 + 4 + WireWriter.SizeOf(m.Gradients) + 4 + 4 + 8 + 8,
         ReplicaState m => 128 + WireWriter.SizeOf(m.RunId) + WireWriter.SizeOf(m.Optimizer) + WireWriter.SizeOf(m.Values),
         WorkerAccepted m => 256 + (m.ClassWeights?.Length ?? 0) * 4,
+        ComputeSegment m => 64 + m.Units.Sum(u => 256 + u.MicroBatches.Sum(p => 16 + p.Names.Sum(n => 8 + n.Length) + p.Labels.Length * 4)),
+        SegmentComputed m => 64 + m.Units.Length * 96,
         _ => 128,
     };
 }

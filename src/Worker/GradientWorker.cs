@@ -38,6 +38,23 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
     private readonly Dictionary<long, Dictionary<int, GradientsComputed>> _blocks = [];
     private readonly List<(ComputeGradients Work, IActorRef From, TimeSpan Since)> _deferred = [];
     private ReplicaState?[]? _stateParts;
+
+    /// <summary>The generation of the coordinator's segments the replica follows; work and blocks of an older one are dropped.</summary>
+    private long _generation;
+
+    /// <summary>A segment in hand: the reports of its units done so far, and how many are left.</summary>
+    private sealed class SegmentInHand(ComputeSegment segment, IActorRef coordinator)
+    {
+        public ComputeSegment Segment { get; } = segment;
+        public IActorRef Coordinator { get; } = coordinator;
+        public List<GradientsComputed> Reports { get; } = [];
+        public int Left { get; set; } = segment.Units.Length;
+    }
+
+    private readonly Dictionary<(long Step, int MicroBatch), SegmentInHand> _segmentOf = [];
+
+    /// <summary>The versions at which the coordinator wants the replica's state, and where to send it.</summary>
+    private readonly List<(long Version, IActorRef To)> _stateWanted = [];
     private readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
     private readonly BlockLink? _link;
 
@@ -61,7 +78,8 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
             Timers.Cancel(RegisterTimer);
             _log.Error("Worker {Worker} refused by the coordinator: {Reason}", _workerId, refused.Reason);
         });
-        Receive<ComputeGradients>(OnCompute);
+        Receive<ComputeGradients>(work => OnCompute(work, Sender));
+        Receive<ComputeSegment>(OnSegment);
         Receive<GradientsComputed>(OnBlock);
         Receive<ReplicaState>(OnState);
         Receive<CheckDeferred>(_ => OnCheckDeferred());
@@ -131,18 +149,50 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
         _blocks.Clear();
         _deferred.Clear();
         _stateParts = null;
+        _segmentOf.Clear();
+        _stateWanted.Clear();
+        _generation = 0;
         _runId = accepted.RunId;
         if (_runIdLog is not null) _runIdLog.RunId = accepted.RunId;
         _log.Info("Worker {Worker} joined run {RunId}: {Cell} hidden {Hidden}", _workerId, accepted.RunId, config.Cell, config.Hidden);
     }
 
-    private void OnCompute(ComputeGradients work)
+    /// <summary>
+    /// A segment's units go the way of single ones, one after the other as the replica gets to their
+    /// versions; their reports are kept until the last is done.
+    /// </summary>
+    private void OnSegment(ComputeSegment segment)
+    {
+        if (_engine is null || segment.RunId != _runId)
+        {
+            foreach (var unit in segment.Units.Take(1))
+                Sender.Tell(new GradientsFailed(segment.RunId, unit.Step, unit.MicroBatch, $"worker {_workerId} has not joined run {segment.RunId}"));
+            return;
+        }
+        // Of an older generation: the coordinator has gone back since, and sent the state anew.
+        if (segment.Generation < _generation) return;
+        if (segment.Generation > _generation || _replica is null || segment.Units.Any(u => u.Generation != segment.Generation))
+        {
+            var first = segment.Units.FirstOrDefault();
+            _log.Warning("Worker {Worker} got a segment of generation {Generation} without the state it follows (its replica: generation {Own})", _workerId, segment.Generation, _generation);
+            Sender.Tell(new ParametersMissing(segment.RunId, first?.Step ?? 0, first?.MicroBatch ?? 0, first?.ParametersVersion ?? 0));
+            return;
+        }
+        var inHand = new SegmentInHand(segment, Sender);
+        foreach (var unit in segment.Units) _segmentOf[(unit.Step, unit.MicroBatch)] = inHand;
+        if (segment.StateAt >= 0) _stateWanted.Add((segment.StateAt, Sender));
+        foreach (var unit in segment.Units) OnCompute(unit, Sender);
+        SendWantedState();
+    }
+
+    private void OnCompute(ComputeGradients work, IActorRef sender)
     {
         if (_engine is null || work.RunId != _runId)
         {
-            Sender.Tell(new GradientsFailed(work.RunId, work.Step, work.MicroBatch, $"worker {_workerId} has not joined run {work.RunId}"));
+            sender.Tell(new GradientsFailed(work.RunId, work.Step, work.MicroBatch, $"worker {_workerId} has not joined run {work.RunId}"));
             return;
         }
+        if (work.Generation < _generation) return;
         if (work.Parameters is not null)
             _engine.LoadParameters(work.ParametersVersion, work.Parameters);
         else if (_engine.LoadedVersion != work.ParametersVersion && _versions.TryGetValue(work.ParametersVersion, out var known))
@@ -152,14 +202,14 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
             if (_replica is not null && work.ParametersVersion > _replica.Version)
             {
                 // The replica gets there once the blocks of the steps before are in.
-                _deferred.Add((work, Sender, _clock.Elapsed));
+                _deferred.Add((work, sender, _clock.Elapsed));
                 Timers.StartPeriodicTimer(DeferredTimer, CheckDeferred.Instance, ReplicaWait / 4);
                 return;
             }
-            Sender.Tell(new ParametersMissing(work.RunId, work.Step, work.MicroBatch, work.ParametersVersion));
+            sender.Tell(new ParametersMissing(work.RunId, work.Step, work.MicroBatch, work.ParametersVersion));
             return;
         }
-        Compute(work, Sender);
+        Compute(work, sender);
     }
 
     private void Compute(ComputeGradients work, IActorRef coordinator)
@@ -181,14 +231,25 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
                 return;
             }
             var answer = new GradientsComputed(work.RunId, work.Step, work.MicroBatch, work.MicroBatches.Length, result.LossSum, result.Count, result.Gradients, result.Correct,
-                work.StepMicroBatches, work.LearningRate);
+                work.StepMicroBatches, work.LearningRate, work.Generation);
             // The peers first: they wait for it to take the step; the coordinator only keeps its own copy.
             var peers = work.Peers ?? [];
             for (var i = 0; i < peers.Length; i++)
                 if (!peers[i].Equals(Self) && !SendDirectly(peers[i], work.PeerEndpoints is { } at && i < at.Length ? at[i] : "", answer))
                     Answer(peers[i], answer, parts.Count);
-            Answer(coordinator, answer, parts.Count);
-            if (peers.Contains(Self)) OnBlock(answer);
+            if (_segmentOf.Remove((work.Step, work.MicroBatch), out var segment))
+            {
+                segment.Reports.Add(answer with { Gradients = [] });
+                if (--segment.Left == 0) Answer(segment.Coordinator, new SegmentComputed(work.RunId, work.Generation, segment.Reports.ToArray()), parts.Count);
+            }
+            else
+                Answer(coordinator, answer, parts.Count);
+            // A straggler (tests only) takes its own steps late as well.
+            if (peers.Contains(Self))
+            {
+                if (_faults.SlowDown > TimeSpan.Zero) Answer(Self, answer, parts.Count);
+                else OnBlock(answer);
+            }
         }
         catch (Exception e)
         {
@@ -204,7 +265,9 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
     private void OnBlock(GradientsComputed block)
     {
         // A bound on what is kept: blocks more than a few steps ahead of the replica are dropped (it would then ask for the state).
-        if (_replica is null || block.RunId != _runId || block.Step < _replica.Version || block.Step > _replica.Version + 4 || block.StepMicroBatches < 1) return;
+        if (_replica is null || block.RunId != _runId || block.Generation != _generation || block.Step < _replica.Version || block.StepMicroBatches < 1) return;
+        // Beyond the segments' steps (a few steps ahead without them), the worker asks for the state instead.
+        if (block.Step > _replica.Version + (_generation > 0 ? SegmentReach : 4)) return;
         if (!_blocks.TryGetValue(block.Step, out var ofStep)) _blocks[block.Step] = ofStep = [];
         ofStep.TryAdd(block.MicroBatch, block);
         Advance();
@@ -232,8 +295,26 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
             _blocks.Remove(step);
             _replicaMoved = _clock.Elapsed;
             Keep(_replica.Version, _replica.Parameters);
+            SendWantedState();
         }
         RunDeferred();
+    }
+
+    /// <summary>How far ahead of the replica a segment's blocks may come: two segments of at most this many steps.</summary>
+    public const int SegmentReach = 2 * 256;
+
+    /// <summary>Sends the coordinator the replica's state at a version it asked for, once the replica is there.</summary>
+    private void SendWantedState()
+    {
+        if (_replica is not { } replica) return;
+        foreach (var (version, to) in _stateWanted.Where(w => w.Version <= replica.Version).ToList())
+        {
+            _stateWanted.Remove((version, to));
+            if (version != replica.Version) continue;
+            foreach (var message in ReplicaStates.ToMessages(_runId!, replica.Version, replica.Parameters, replica.OptimizerState,
+                         replica.Momentum, replica.WeightDecay, replica.ClipNorm, _generation))
+                to.Tell(message);
+        }
     }
 
     /// <summary>Keeps the parameters of the newest two versions, so that a late unit of the step before can still be computed.</summary>
@@ -276,9 +357,9 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
     /// <summary>One part of the run's state; with all of them in, the replica starts (or jumps ahead) at that version.</summary>
     private void OnState(ReplicaState part)
     {
-        if (_engine is null || part.RunId != _runId || part.Parts is < 1 or > MaxStateParts || part.Part < 0 || part.Part >= part.Parts) return;
-        // Parts of another version or another cut start the set afresh.
-        if (_stateParts is not { } parts || parts.Length != part.Parts || parts.OfType<ReplicaState>().Any(p => p.Version != part.Version))
+        if (_engine is null || part.RunId != _runId || part.Parts is < 1 or > MaxStateParts || part.Part < 0 || part.Part >= part.Parts || part.Generation < _generation) return;
+        // Parts of another version, generation or cut start the set afresh.
+        if (_stateParts is not { } parts || parts.Length != part.Parts || parts.OfType<ReplicaState>().Any(p => p.Version != part.Version || p.Generation != part.Generation))
             _stateParts = parts = new ReplicaState?[part.Parts];
         parts[part.Part] = part;
         if (parts.Any(p => p is null)) return;
@@ -288,6 +369,18 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
         {
             _log.Warning("Worker {Worker} got a state of {Count} values for a model of {Parameters}", _workerId, parameters.Length, _engine.Config.ParameterCount);
             return;
+        }
+        if (part.Generation > _generation)
+        {
+            // The coordinator went back to the state it holds: what was computed since is dropped.
+            _generation = part.Generation;
+            _replica = null;
+            _versions.Clear();
+            _blocks.Clear();
+            _deferred.Clear();
+            _segmentOf.Clear();
+            _stateWanted.Clear();
+            Timers.Cancel(DeferredTimer);
         }
         _versions[part.Version] = parameters;
         if (_replica is null || part.Version > _replica.Version)

@@ -8,12 +8,12 @@ public static class ReplicaStates
 {
     /// <summary>The messages that carry the state at <paramref name="version"/>: part 0 the parameters, then one per optimizer buffer.</summary>
     public static IEnumerable<ReplicaState> ToMessages(string runId, long version, float[] parameters, OptimizerState optimizer,
-        double momentum, double weightDecay, double clipNorm)
+        double momentum, double weightDecay, double clipNorm, long generation = 0)
     {
         var parts = 1 + optimizer.Buffers.Length;
         for (var part = 0; part < parts; part++)
             yield return new ReplicaState(runId, version, part, parts, optimizer.Kind, optimizer.Steps, momentum, weightDecay, clipNorm,
-                part == 0 ? parameters : optimizer.Buffers[part - 1]);
+                part == 0 ? parameters : optimizer.Buffers[part - 1], generation);
     }
 
     /// <summary>The replica a complete set of parts (in part order) describes; an <see cref="ArgumentException"/> when they do not fit together.</summary>

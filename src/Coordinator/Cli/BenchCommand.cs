@@ -223,7 +223,7 @@ public static class BenchCommand
         torch.set_num_threads(1);
         var config = options.Model(data.Labels.Count);
         var plan = new TrainingPlan("bench", options, config, data.Labels, train, data.SplitOf(Split.Validation), data.SplitOf(Split.Test),
-            clusterWorkers ?? localWorkers) { StopAtTestAccuracy = stopAt, Replicas = clusterWorkers is not null };
+            clusterWorkers ?? localWorkers) { StopAtTestAccuracy = stopAt, Replicas = clusterWorkers is not null, SegmentSteps = clusterWorkers is not null ? TrainingPlan.DefaultSegmentSteps : 0 };
         var workers = new List<Process>();
         ClusterMode? cluster = null;
         string? addressFile = null;

@@ -1,3 +1,4 @@
+using NameRnn.Coordinator.Training;
 using NameRnn.Worker;
 using NameRnn.Worker.Hosting;
 using NameRnn.Model.Network;
@@ -173,6 +174,13 @@ public sealed class TrainSettings : DataSettings
     /// <summary>Whether the workers keep replicas, with "auto" resolved for the mode.</summary>
     public bool UseReplicas => Replicas == "on" || (Replicas == "auto" && Cluster);
 
+    [Option("--segment-steps", "with replicas, the most steps of work a worker gets in one message (a segment): the workers then take those steps among themselves, without the coordinator, which hears from each once a segment and goes back to the last state it holds when one fails (the same result); 0 = a step at a time; default 64 in cluster mode, 0 in local mode; not with --average-decay", Value = "N")]
+    public int? SegmentSteps { get; set; }
+
+    /// <summary>The steps per segment, with the default resolved for the mode; 0 without replicas or with a moving average of the parameters (which the replicas do not keep).</summary>
+    public int UseSegmentSteps(double averageDecay) =>
+        !UseReplicas || averageDecay > 0 ? 0 : SegmentSteps ?? (Cluster ? TrainingPlan.DefaultSegmentSteps : 0);
+
     [OptionGroup]
     public TlsSettings Tls { get; set; } = new();
 
@@ -232,6 +240,14 @@ public sealed class TrainSettings : DataSettings
         CommandLine.Range("--min-workers", MinWorkers, 1, 4096);
         CommandLine.Range("--max-frame-size", MaxFrameSize, 128_000, 1 << 30);
         CommandLine.OneOf("--replicas", Replicas, ["auto", "on", "off"]);
+        if (SegmentSteps is { } segmentSteps)
+        {
+            CommandLine.Range("--segment-steps", segmentSteps, 0, TrainingPlan.MaxSegmentSteps);
+            if (segmentSteps > 0 && !UseReplicas)
+                throw new UsageException("option --segment-steps: segments need replicas; add --replicas on (local mode) or leave --replicas at auto (cluster mode)");
+            if (segmentSteps > 0 && AverageDecay is > 0)
+                throw new UsageException("option --segment-steps: segments do not keep a moving average of the parameters; use --average-decay 0 or --segment-steps 0");
+        }
         // One message carries the parameters and a unit of work: up to a whole step's names (when one worker is left).
         var needed = NameRnnHosting.RequiredFrameSize(ToTrainingOptions().Model(18).ParameterCount, Math.Max(BatchSize, 1));
         if (Cluster && needed > MaxFrameSize)

@@ -24,7 +24,7 @@ namespace NameRnn.Coordinator.Training;
 /// validation split and keeps the best parameters; checkpoints let a run continue exactly; at the
 /// end it evaluates the best parameters on the test split, once.
 /// </summary>
-public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
+public sealed partial class TrainingCoordinator : ReceiveActor, IWithTimers
 {
     private static readonly TimeSpan TickInterval = TimeSpan.FromMilliseconds(200);
     private static readonly TimeSpan WaitingLogInterval = TimeSpan.FromSeconds(5);
@@ -180,6 +180,8 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
         Receive<GradientsComputed>(OnComputed);
         Receive<GradientsFailed>(OnFailed);
         Receive<ParametersMissing>(OnParametersMissing);
+        Receive<SegmentComputed>(OnSegmentComputed);
+        Receive<ReplicaState>(OnWorkerState);
         Receive<Terminated>(t => OnWorkerGone(t.ActorRef));
         Receive<NodeUnreachable>(e => OnNodeUnreachable(e.Address));
         Receive<NodeReachable>(e => OnNodeReachable(e.Address));
@@ -267,7 +269,9 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
             _plan.RunId, _plan.Train.Count, _run.StepsPerEpoch, _plan.Options.Epochs, LiveWorkers);
         _trainClock.Start();
         _epochClock.Restart();
+        _committedAt = Now;
         if (_run.Finished) Finish();
+        else if (SegmentMode) DispatchSegments();
         else BeginStep();
     }
 
@@ -339,6 +343,11 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
     /// </summary>
     private void Dispatch()
     {
+        if (SegmentMode)
+        {
+            DispatchSegments();
+            return;
+        }
         if (!Started || _requester is null || _current is not { } current) return;
         if (_plan.Replicas)
             foreach (var worker in _workerOrder.Where(w => !_workers[w].Suspended && _workers[w].ReplicaVersion != current.Step).ToList())
@@ -447,6 +456,11 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
 
     private void OnFailed(GradientsFailed failed)
     {
+        if (SegmentMode)
+        {
+            OnSegmentFailed(failed);
+            return;
+        }
         Release(failed.Step, failed.MicroBatch);
         if (OpenUnit(failed.RunId, failed.Step, failed.MicroBatch) is not var (step, index))
         {
@@ -473,6 +487,12 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
     /// </summary>
     private void OnParametersMissing(ParametersMissing missing)
     {
+        if (SegmentMode)
+        {
+            if (missing.RunId == _plan.RunId) LeaveLineage(Sender, $"worker {_workers.GetValueOrDefault(Sender)?.Id ?? Sender.Path.ToString()} lacks the state of step {missing.ParametersVersion}");
+            Dispatch();
+            return;
+        }
         if (_workers.TryGetValue(Sender, out var state))
         {
             state.KnownVersion = -1;
@@ -516,6 +536,7 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
         _log.Warning("Worker {Worker} is gone ({Workers} live); its micro-batches [{MicroBatches}] go to the others",
             state.Id, LiveWorkers, string.Join(",", taken));
         if (LiveWorkers == 0) _waitingSince.Restart();
+        if (SegmentMode) LeaveLineage(worker, $"worker {state.Id} is gone");
         Dispatch();
     }
 
@@ -528,6 +549,7 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
             state.ReplicaVersion = -1;
             DropPeer(worker);
             taken.AddRange(TakeBackWork(worker));
+            if (SegmentMode) LeaveLineage(worker, $"node {address} is unreachable");
         }
         if (taken.Count == 0 && !_workers.Values.Any(w => w.Address.Equals(address))) return;
         _log.Warning("Node {Address} is unreachable ({Workers} workers live); its micro-batches [{MicroBatches}] go to the others",
@@ -558,6 +580,11 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
             return;
         }
         if (!Started) return;
+        if (SegmentMode)
+        {
+            OnSegmentTick();
+            return;
+        }
         var now = Now;
         foreach (var step in Steps)
             for (var i = 0; i < step.InFlight.Length; i++)
@@ -735,5 +762,6 @@ public sealed class TrainingCoordinator : ReceiveActor, IWithTimers
         _requester = null;
         _current = null;
         _ahead.Clear();
+        _segments.Clear();
     }
 }

@@ -59,6 +59,21 @@ public sealed record TrainingPlan(
     /// </summary>
     public int StepsAhead { get; init; } = 3;
 
+    /// <summary>
+    /// With replicas, the most steps handed out to the workers in one message each (a segment; see
+    /// <c>TrainingCoordinator.Segments</c>), 0 for a step at a time. With segments the workers take the
+    /// steps among themselves and the coordinator hears from them once a segment; it goes back to the state
+    /// it committed last when a worker fails. Not with a moving average of the parameters
+    /// (<see cref="TrainingOptions.AverageDecay"/>), which the replicas do not keep: such a run hands out a step at a time.
+    /// </summary>
+    public int SegmentSteps { get; init; }
+
+    /// <summary>What <c>train</c> and <c>bench</c> use in cluster mode.</summary>
+    public const int DefaultSegmentSteps = 64;
+
+    /// <summary>The most steps per segment: two segments out stay within what a worker keeps of its peers' blocks (<c>GradientWorker.SegmentReach</c>).</summary>
+    public const int MaxSegmentSteps = 256;
+
     /// <summary>Benchmarks only: evaluate on the test split after every epoch and stop once its accuracy reaches this; null = never.</summary>
     public double? StopAtTestAccuracy { get; init; }
 

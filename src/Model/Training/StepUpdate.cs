@@ -52,7 +52,16 @@ public sealed class ParameterReplica
         Parameters = parameters;
         _optimizer = Optimizers.Create(optimizer.Kind, parameters.Length, momentum, weightDecay, optimizer);
         _clipNorm = clipNorm;
+        Momentum = momentum;
+        WeightDecay = weightDecay;
     }
+
+    public double Momentum { get; }
+    public double WeightDecay { get; }
+    public double ClipNorm => _clipNorm;
+
+    /// <summary>The optimizer's state at <see cref="Version"/>, as <see cref="TrainingRun.OptimizerState"/> gives the coordinator's.</summary>
+    public OptimizerState OptimizerState => _optimizer.State;
 
     /// <summary>The number of steps applied to the parameters.</summary>
     public long Version { get; private set; }

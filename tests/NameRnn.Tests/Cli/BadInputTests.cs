@@ -72,6 +72,9 @@ public class BadInputTests
     [InlineData("--optimizer", "lbfgs", "--optimizer")]
     [InlineData("--class-weight-power", "9", "--class-weight-power")]
     [InlineData("--replicas", "maybe", "--replicas")]
+    [InlineData("--segment-steps", "-1", "--segment-steps")]
+    [InlineData("--segment-steps", "257", "--segment-steps")]
+    [InlineData("--segment-steps", "8", "--replicas on")]
     [InlineData("--no-such-option", "1", "--no-such-option")]
     public async Task Out_of_range_or_unknown_options_are_usage_errors(string option, string value, string named) =>
         AssertOneLineError(await Train(TestData.NamesFolder, option, value), 2, named);

@@ -27,6 +27,18 @@ public class FaultInProcessTests
     }
 
     [Fact]
+    public async Task In_segments_a_worker_that_throws_sends_the_run_back_to_the_last_committed_state_and_changes_nothing()
+    {
+        var root = TestData.TempFolder();
+        var (_, plain) = await TrainAsync(Path.Combine(root, "plain"), "--workers", "1");
+        // Segments of 4 steps: step 5 fails in the second, most likely after the first (steps 0-3) is committed.
+        var (faulty, sha) = await TrainAsync(Path.Combine(root, "faulty"), "--workers", "2", "--replicas", "on", "--segment-steps", "4", "--test-fail-at", "5:0");
+        Assert.Contains("injected failure at step 5 micro-batch 0", faulty.Error);
+        Assert.Matches("training goes back to step [04], the last state the coordinator committed", faulty.Error);
+        Assert.Equal(plain, sha);
+    }
+
+    [Fact]
     public async Task A_straggler_s_micro_batch_is_reissued_and_the_first_reply_wins()
     {
         var root = TestData.TempFolder();

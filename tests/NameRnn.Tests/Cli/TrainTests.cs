@@ -31,9 +31,13 @@ public class TrainTests
         }
         // Workers that keep replicas and take the steps themselves (in local mode only when asked): the same bits.
         hashes.Add((await TrainAsync(Path.Combine(root, "replicas"), "--workers", "3", "--replicas", "on")).GetProperty("parameters_sha256").GetString()!);
+        // And in segments of up to 5 steps, which the workers take among themselves (cluster mode's way, 64 there).
+        var segments = await TrainAsync(Path.Combine(root, "segments"), "--workers", "2", "--replicas", "on", "--segment-steps", "5");
+        hashes.Add(segments.GetProperty("parameters_sha256").GetString()!);
         Assert.Equal(hashes[0], hashes[1]);
         Assert.Equal(hashes[0], hashes[2]);
         Assert.Equal(hashes[0], hashes[3]);
+        Assert.Equal(hashes[0], hashes[4]);
 
         var settings = new TrainSettings { Out = "unused" };
         CommandLine.Apply(settings, Quick);

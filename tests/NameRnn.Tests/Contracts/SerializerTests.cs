@@ -26,17 +26,17 @@ public sealed class SerializerTests : IDisposable
 
     [Property]
     public void ComputeGradients_round_trips(NonNull<string> runId, long step, int microBatch, long version, bool withParameters,
-        float[] parameters, NonNull<string>[][] names, long noiseSeed, int stepMicroBatches, double learningRate, byte peers, NonNull<string> endpoint)
+        float[] parameters, NonNull<string>[][] names, long noiseSeed, int stepMicroBatches, double learningRate, byte peers, NonNull<string> endpoint, long generation)
     {
         var work = names.Select((part, j) => new MicroBatchWork(part.Select(Text).ToArray(), part.Select((_, i) => (i + j) % 18).ToArray(), noiseSeed ^ j)).ToArray();
         // Every other peer with a direct link (host:port), the others without ("").
         var withLinks = peers % 4 > 0 && peers % 2 == 0;
         var endpoints = withLinks ? Enumerable.Range(0, peers % 4).Select(i => i % 2 == 0 ? Text(endpoint) : "").ToArray() : null;
         var message = new ComputeGradients(Text(runId), step, microBatch, version, withParameters ? parameters : null, work, stepMicroBatches, learningRate,
-            Peers(peers % 4), endpoints);
+            Peers(peers % 4), endpoints, generation);
         var back = (ComputeGradients)RoundTrip(message);
-        Assert.Equal((message.RunId, message.Step, message.MicroBatch, message.ParametersVersion, message.StepMicroBatches),
-            (back.RunId, back.Step, back.MicroBatch, back.ParametersVersion, back.StepMicroBatches));
+        Assert.Equal((message.RunId, message.Step, message.MicroBatch, message.ParametersVersion, message.StepMicroBatches, message.Generation),
+            (back.RunId, back.Step, back.MicroBatch, back.ParametersVersion, back.StepMicroBatches, back.Generation));
         Assert.Equal(BitConverter.DoubleToInt64Bits(learningRate), BitConverter.DoubleToInt64Bits(back.LearningRate));
         Assert.Equal(message.Peers!.Select(p => p.Path.ToString()), back.Peers!.Select(p => p.Path.ToString()));
         Assert.Equal(message.Peers, back.Peers);
@@ -53,12 +53,12 @@ public sealed class SerializerTests : IDisposable
 
     [Property]
     public void GradientsComputed_round_trips(NonNull<string> runId, long step, int microBatch, int microBatches, double lossSum, int count, float[] gradients, int correct,
-        int stepMicroBatches, double learningRate)
+        int stepMicroBatches, double learningRate, long generation)
     {
-        var message = new GradientsComputed(Text(runId), step, microBatch, microBatches, lossSum, count, gradients, correct, stepMicroBatches, learningRate);
+        var message = new GradientsComputed(Text(runId), step, microBatch, microBatches, lossSum, count, gradients, correct, stepMicroBatches, learningRate, generation);
         var back = (GradientsComputed)RoundTrip(message);
-        Assert.Equal((message.RunId, message.Step, message.MicroBatch, message.MicroBatches, message.Count, message.Correct, message.StepMicroBatches),
-            (back.RunId, back.Step, back.MicroBatch, back.MicroBatches, back.Count, back.Correct, back.StepMicroBatches));
+        Assert.Equal((message.RunId, message.Step, message.MicroBatch, message.MicroBatches, message.Count, message.Correct, message.StepMicroBatches, message.Generation),
+            (back.RunId, back.Step, back.MicroBatch, back.MicroBatches, back.Count, back.Correct, back.StepMicroBatches, back.Generation));
         Assert.Equal(BitConverter.DoubleToInt64Bits(lossSum), BitConverter.DoubleToInt64Bits(back.LossSum));
         Assert.Equal(BitConverter.DoubleToInt64Bits(learningRate), BitConverter.DoubleToInt64Bits(back.LearningRate));
         AssertSameFloats(gradients, back.Gradients);
@@ -66,15 +66,56 @@ public sealed class SerializerTests : IDisposable
 
     [Property]
     public void ReplicaState_round_trips(NonNull<string> runId, long version, int part, int parts, NonNull<string> optimizer, long steps,
-        double momentum, double weightDecay, double clipNorm, float[] values)
+        double momentum, double weightDecay, double clipNorm, float[] values, long generation)
     {
-        var message = new ReplicaState(Text(runId), version, part, parts, Text(optimizer), steps, momentum, weightDecay, clipNorm, values);
+        var message = new ReplicaState(Text(runId), version, part, parts, Text(optimizer), steps, momentum, weightDecay, clipNorm, values, generation);
         var back = (ReplicaState)RoundTrip(message);
-        Assert.Equal((message.RunId, message.Version, message.Part, message.Parts, message.Optimizer, message.OptimizerSteps),
-            (back.RunId, back.Version, back.Part, back.Parts, back.Optimizer, back.OptimizerSteps));
+        Assert.Equal((message.RunId, message.Version, message.Part, message.Parts, message.Optimizer, message.OptimizerSteps, message.Generation),
+            (back.RunId, back.Version, back.Part, back.Parts, back.Optimizer, back.OptimizerSteps, back.Generation));
         Assert.Equal(new[] { momentum, weightDecay, clipNorm }.Select(BitConverter.DoubleToInt64Bits),
             new[] { back.Momentum, back.WeightDecay, back.ClipNorm }.Select(BitConverter.DoubleToInt64Bits));
         AssertSameFloats(values, back.Values);
+    }
+
+    [Property]
+    public void A_segment_round_trips_with_its_peers_given_once_for_all_its_units(NonNull<string> runId, long generation, long stateAt, NonNull<string>[][][] steps,
+        byte peers, NonNull<string> endpoint, double learningRate)
+    {
+        var peerRefs = Peers(1 + peers % 3);
+        var endpoints = peerRefs.Select((_, i) => i % 2 == 0 ? Text(endpoint) : "").ToArray();
+        var units = steps.Select((parts, k) => new ComputeGradients(Text(runId), 10 + k, k % 3, 10 + k, null,
+            parts.Select((names, j) => new MicroBatchWork(names.Select(Text).ToArray(), names.Select((_, i) => (i + j + k) % 18).ToArray(), k * 31L + j)).ToArray(),
+            1 + k % 4, learningRate / (k + 1), peerRefs, endpoints, generation)).ToArray();
+        var message = new ComputeSegment(Text(runId), generation, units, stateAt, peerRefs, endpoints);
+        var back = (ComputeSegment)RoundTrip(message);
+        Assert.Equal((message.RunId, message.Generation, message.StateAt), (back.RunId, back.Generation, back.StateAt));
+        Assert.Equal(peerRefs, back.Peers);
+        Assert.Equal(endpoints, back.PeerEndpoints);
+        Assert.Equal(units.Length, back.Units.Length);
+        for (var k = 0; k < units.Length; k++)
+        {
+            var (sent, got) = (units[k], back.Units[k]);
+            Assert.Equal((sent.RunId, sent.Step, sent.MicroBatch, sent.ParametersVersion, sent.StepMicroBatches, sent.Generation),
+                (got.RunId, got.Step, got.MicroBatch, got.ParametersVersion, got.StepMicroBatches, got.Generation));
+            Assert.Equal(BitConverter.DoubleToInt64Bits(sent.LearningRate), BitConverter.DoubleToInt64Bits(got.LearningRate));
+            Assert.Null(got.Parameters);
+            // Each unit names the segment's peers, though they travel once.
+            Assert.Equal(peerRefs, got.Peers);
+            Assert.Equal(endpoints, got.PeerEndpoints);
+            Assert.Equal(sent.MicroBatches.Select(p => (string.Join("\n", p.Names), string.Join(",", p.Labels), p.NoiseSeed)),
+                got.MicroBatches.Select(p => (string.Join("\n", p.Names), string.Join(",", p.Labels), p.NoiseSeed)));
+        }
+    }
+
+    [Property]
+    public void A_segment_report_round_trips(NonNull<string> runId, long generation, (long Step, int MicroBatch, double LossSum, int Count, int Correct)[] units)
+    {
+        var message = new SegmentComputed(Text(runId), generation,
+            units.Select(u => new GradientsComputed(Text(runId), u.Step, u.MicroBatch, 1 + u.MicroBatch % 4, u.LossSum, u.Count, [], u.Correct, 8, 0.5, generation)).ToArray());
+        var back = (SegmentComputed)RoundTrip(message);
+        Assert.Equal((message.RunId, message.Generation), (back.RunId, back.Generation));
+        Assert.Equal(message.Units.Select(u => (u.Step, u.MicroBatch, u.MicroBatches, BitConverter.DoubleToInt64Bits(u.LossSum), u.Count, u.Correct, u.Generation, u.Gradients.Length)),
+            back.Units.Select(u => (u.Step, u.MicroBatch, u.MicroBatches, BitConverter.DoubleToInt64Bits(u.LossSum), u.Count, u.Correct, u.Generation, u.Gradients.Length)));
     }
 
     [Property]
@@ -134,10 +175,27 @@ public sealed class SerializerTests : IDisposable
         Assert.Throws<SerializationException>(() => _serializer.FromBinary(bytes[..keep], _serializer.Manifest(message)));
     }
 
+    [Fact]
+    public void A_segment_or_its_report_cut_anywhere_raises_a_serialization_error()
+    {
+        var unit = new ComputeGradients("run", 3, 0, 3, null, [new MicroBatchWork(["Abe", "Bo"], [0, 1], 7)], 2, 0.1, Peers(2), ["127.0.0.1:4055", ""], 2);
+        object[] messages =
+        [
+            new ComputeSegment("run", 2, [unit, unit with { Step = 4, ParametersVersion = 4 }], 5, Peers(2), ["127.0.0.1:4055", ""]),
+            new SegmentComputed("run", 2, [new GradientsComputed("run", 3, 0, 1, 1.5, 2, [], 1, 2, 0.1, 2)]),
+        ];
+        foreach (var message in messages)
+        {
+            var bytes = _serializer.ToBinary(message);
+            for (var keep = 0; keep < bytes.Length; keep++)
+                Assert.Throws<SerializationException>(() => _serializer.FromBinary(bytes[..keep], _serializer.Manifest(message)));
+        }
+    }
+
     [Property(MaxTest = 500)]
     public void Random_bytes_give_a_message_or_a_serialization_error_and_nothing_else(byte[] bytes, int which)
     {
-        string[] manifests = ["MS", "RW", "WA", "WR", "CG", "GC", "GF", "PM", "RS", "??"];
+        string[] manifests = ["MS", "RW", "WA", "WR", "CG", "GC", "GF", "PM", "RS", "CS", "SC", "??"];
         var manifest = manifests[Math.Abs(which % manifests.Length)];
         try
         {

@@ -320,6 +320,124 @@ public class CoordinatorTests() : TestKit(TorchDispatcher.Hocon(localThreads: nu
         Assert.Equal(5, done.MicroBatchesPerWorker["b"]);
     }
 
+    /// <summary>Two epochs of five steps of two one-name micro-batches, in segments of up to three steps.</summary>
+    private static TrainingPlan SegmentPlan()
+    {
+        LabelledName[] train = Enumerable.Range(0, 10).Select(i => new LabelledName(new string((char)('A' + i), 2 + i % 3), i % 2)).ToArray();
+        return Plan(minWorkers: 2) with { Train = train, Options = Plan(1).Options with { BatchSize = 2, Epochs = 2 }, Replicas = true, SegmentSteps = 3 };
+    }
+
+    /// <summary>A worker's report on a segment: loss sum 0.25 per name of each unit, every name right.</summary>
+    private static SegmentComputed Report(ComputeSegment segment) =>
+        new(segment.RunId, segment.Generation, segment.Units.Select(u => new GradientsComputed(u.RunId, u.Step, u.MicroBatch, u.MicroBatches.Length,
+            0.25 * u.MicroBatches.Sum(m => m.Names.Length), u.MicroBatches.Sum(m => m.Names.Length), [], u.MicroBatches.Sum(m => m.Names.Length), u.StepMicroBatches, u.LearningRate, u.Generation)).ToArray());
+
+    /// <summary>The state a worker sends at <paramref name="version"/>: every parameter <paramref name="value"/>, SGD's one buffer.</summary>
+    private static void SendWorkerState(TestProbe worker, IActorRef coordinator, long version, float value, long generation)
+    {
+        var count = Plan(1).Model.ParameterCount;
+        foreach (var part in ReplicaStates.ToMessages("run-1", version, Filled(count, value), new OptimizerState(Optimizers.Sgd, version, [new float[count]]), 0, 0, 0, generation))
+            coordinator.Tell(part, worker.Ref);
+    }
+
+    [Fact]
+    public void With_segments_each_worker_gets_many_steps_in_one_message_and_the_run_takes_the_state_a_worker_sends_at_each_segments_end()
+    {
+        var plan = SegmentPlan();
+        var (coordinator, a, b) = StartTwo(plan);
+        foreach (var probe in new[] { a, b }) Assert.All(ExpectState(probe, 0), p => Assert.Equal(1, p.Generation));
+        // Two segments out: steps 0-2, then 3-4 (an epoch's end ends a segment); "a" (the first by id) sends the state at their ends.
+        var segments = new Dictionary<(TestProbe, long), ComputeSegment>();
+        foreach (var (first, end) in new[] { (0L, 3L), (3L, 5L) })
+            foreach (var (probe, microBatch) in new[] { (a, 0), (b, 1) })
+            {
+                var segment = probe.ExpectMsg<ComputeSegment>(Wait);
+                Assert.Equal(Enumerable.Range((int)first, (int)(end - first)).Select(s => (long)s), segment.Units.Select(u => u.Step));
+                Assert.All(segment.Units, u => Assert.Equal((microBatch, 1, 2, 1L), (u.MicroBatch, u.MicroBatches.Length, u.StepMicroBatches, u.Generation)));
+                Assert.All(segment.Units, u => Assert.Equal(u.Step, u.ParametersVersion));
+                Assert.All(segment.Units, u => Assert.Null(u.Parameters));
+                Assert.Equal(new[] { a.Ref, b.Ref }, segment.Peers);
+                Assert.Equal(probe == a ? end : -1, segment.StateAt);
+                segments[(probe, first)] = segment;
+            }
+        // No third segment before the first is committed, which takes every report of it and the state.
+        coordinator.Tell(Report(segments[(a, 0)]), a.Ref);
+        coordinator.Tell(Report(segments[(b, 0)]), b.Ref);
+        a.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+        // A report of another generation, or a state from a worker not asked for it, changes nothing.
+        coordinator.Tell(Report(segments[(a, 3)] with { Generation = 7 }), a.Ref);
+        SendWorkerState(b, coordinator, 3, -9f, generation: 1);
+        a.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
+        SendWorkerState(a, coordinator, 3, 3f, generation: 1);
+        var third = new[] { a, b }.ToDictionary(p => p, p => p.ExpectMsg<ComputeSegment>(Wait));
+        Assert.All(third.Values, segment => Assert.Equal(new long[] { 5, 6, 7 }, segment.Units.Select(u => u.Step)));
+
+        coordinator.Tell(Report(segments[(a, 3)]), a.Ref);
+        coordinator.Tell(Report(segments[(b, 3)]), b.Ref);
+        SendWorkerState(a, coordinator, 5, 5f, generation: 1);
+        var fourth = new[] { a, b }.ToDictionary(p => p, p => p.ExpectMsg<ComputeSegment>(Wait));
+        Assert.All(fourth.Values, segment => Assert.Equal(new long[] { 8, 9 }, segment.Units.Select(u => u.Step)));
+        // The last segment is in before the one before it: it waits for that one to be committed first.
+        foreach (var probe in new[] { a, b }) coordinator.Tell(Report(fourth[probe]), probe.Ref);
+        SendWorkerState(a, coordinator, 10, 10f, generation: 1);
+        ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+        foreach (var probe in new[] { a, b }) coordinator.Tell(Report(third[probe]), probe.Ref);
+        SendWorkerState(a, coordinator, 8, 8f, generation: 1);
+
+        var done = ExpectMsg<TrainingCompleted>(Wait);
+        Assert.Equal(Filled(plan.Model.ParameterCount, 10f), done.FinalParameters);
+        Assert.Equal(10, done.MicroBatchesPerWorker["a"]);
+        Assert.Equal(10, done.MicroBatchesPerWorker["b"]);
+        // The epochs' training loss and accuracy from the reports: 0.25 per name, every name right.
+        Assert.All(done.Epochs, e => Assert.Equal((0.25, 1.0), (e.TrainLoss, e.TrainAccuracy)));
+        Assert.Equal(2, done.Epochs.Count);
+    }
+
+    [Fact]
+    public void With_segments_a_worker_that_dies_sends_the_run_back_to_the_committed_state_and_the_others_take_the_steps_after_it_anew()
+    {
+        var plan = SegmentPlan();
+        var (coordinator, a, b) = StartTwo(plan);
+        ExpectState(a, 0);
+        ExpectState(b, 0);
+        var first = (a.ExpectMsg<ComputeSegment>(Wait), b.ExpectMsg<ComputeSegment>(Wait));
+        a.ExpectMsg<ComputeSegment>(Wait);
+        b.ExpectMsg<ComputeSegment>(Wait);
+        coordinator.Tell(Report(first.Item1), a.Ref);
+        coordinator.Tell(Report(first.Item2), b.Ref);
+        SendWorkerState(a, coordinator, 3, 3f, generation: 1);
+        a.ExpectMsg<ComputeSegment>(Wait);
+
+        Sys.Stop(b.Ref);
+        // Generation 2 from the committed state, step 3: every parameter 3, SGD at step 3.
+        var state = ExpectState(a, 3);
+        Assert.All(state, p => Assert.Equal(2, p.Generation));
+        Assert.Equal(Filled(plan.Model.ParameterCount, 3f), state[0].Values);
+        Assert.Equal(3, state[0].OptimizerSteps);
+        var again = a.ExpectMsg<ComputeSegment>(Wait);
+        Assert.Equal((2L, 5L), (again.Generation, again.StateAt));
+        // The survivor alone: both units of each step (of one micro-batch each, as the plan's largest unit).
+        Assert.Equal(new[] { (3L, 0, 1), (3L, 1, 1), (4L, 0, 1), (4L, 1, 1) }, again.Units.Select(u => (u.Step, u.MicroBatch, u.MicroBatches.Length)));
+        Assert.Equal(new[] { a.Ref }, again.Peers);
+        var next = a.ExpectMsg<ComputeSegment>(Wait);
+        // A late report of generation 1 for a unit taken anew (of another loss) is dropped.
+        var late = again.Units[1];
+        coordinator.Tell(new SegmentComputed("run-1", 1, [new GradientsComputed("run-1", late.Step, late.MicroBatch, 1, 100, 1, [], 0, 2, 1, 1)]), a.Ref);
+        coordinator.Tell(Report(again), a.Ref);
+        SendWorkerState(a, coordinator, 5, 5f, generation: 2);
+        var last = a.ExpectMsg<ComputeSegment>(Wait);
+        coordinator.Tell(Report(next), a.Ref);
+        SendWorkerState(a, coordinator, 8, 8f, generation: 2);
+        coordinator.Tell(Report(last), a.Ref);
+        SendWorkerState(a, coordinator, 10, 10f, generation: 2);
+        var done = ExpectMsg<TrainingCompleted>(Wait);
+        Assert.Equal(Filled(plan.Model.ParameterCount, 10f), done.FinalParameters);
+        // Steps 0-2 of each, then steps 3-9 of both micro-batches on "a": nothing of the dropped segments counts.
+        Assert.Equal(3 + 14, done.MicroBatchesPerWorker["a"]);
+        Assert.Equal(3, done.MicroBatchesPerWorker["b"]);
+        Assert.All(done.Epochs, e => Assert.Equal((0.25, 1.0), (e.TrainLoss, e.TrainAccuracy)));
+    }
+
     [Fact]
     public void A_worker_that_misses_a_version_gets_the_state_again_with_the_blocks_of_the_step_and_its_work_back()
     {

@@ -39,16 +39,85 @@ public class ReplicaWorkerTests() : TestKit(TorchDispatcher.Hocon(localThreads: 
         return (worker, coordinator);
     }
 
-    private static void SendState(IActorRef worker, TrainingRun run, IActorRef from)
+    private static void SendState(IActorRef worker, TrainingRun run, IActorRef from, long generation = 0)
     {
-        foreach (var message in ReplicaStates.ToMessages(RunId, run.ParametersVersion, run.Parameters, run.OptimizerState, Options.Momentum, Options.WeightDecay, Options.ClipNorm))
+        foreach (var message in ReplicaStates.ToMessages(RunId, run.ParametersVersion, run.Parameters, run.OptimizerState, Options.Momentum, Options.WeightDecay, Options.ClipNorm, generation))
             worker.Tell(message, from);
     }
 
-    private static ComputeGradients Work(TrainingRun run, long step, int first, int count, IActorRef[] peers)
+    private static ComputeGradients Work(TrainingRun run, long step, int first, int count, IActorRef[] peers, long generation = 0)
     {
         var batches = run.MicroBatchesOf(step).Skip(first).Take(count).Select(b => new MicroBatchWork(b.Names, b.Labels, b.NoiseSeed)).ToArray();
-        return new ComputeGradients(RunId, step, first, step, null, batches, run.MicroBatchesOf(step).Count, run.LearningRateOf(step), peers);
+        return new ComputeGradients(RunId, step, first, step, null, batches, run.MicroBatchesOf(step).Count, run.LearningRateOf(step), peers, null, generation);
+    }
+
+    /// <summary>The state parts a worker sends, in part order.</summary>
+    private static List<ReplicaState> ExpectState(TestProbe probe)
+    {
+        var first = probe.ExpectMsg<ReplicaState>(Wait);
+        var parts = new List<ReplicaState> { first };
+        while (parts.Count < first.Parts) parts.Add(probe.ExpectMsg<ReplicaState>(Wait));
+        return parts.OrderBy(p => p.Part).ToList();
+    }
+
+    [Fact]
+    public void Two_workers_take_a_segment_of_steps_among_themselves_report_once_and_send_the_state_the_coordinator_would_have()
+    {
+        // Two epochs of two steps: a segment of all four, the workers' only message from the coordinator after the state.
+        var options = Options with { Epochs = 2 };
+        var start = new TrainingRun(options, Config, Train, ParameterInit.Create(Config, Options.Seed));
+        var (a, coordinator) = Start("a");
+        var (b, _) = Start("b", coordinator);
+        IActorRef[] peers = [a, b];
+        foreach (var worker in peers) SendState(worker, start, coordinator.Ref, generation: 1);
+        ComputeSegment Segment(int first, long stateAt) =>
+            new(RunId, 1, Enumerable.Range(0, 4).Select(step => Work(start, step, first, 2, peers, generation: 1)).ToArray(), stateAt, peers, ["", ""]);
+        a.Tell(Segment(0, stateAt: 4), coordinator.Ref);
+        b.Tell(Segment(2, stateAt: -1), coordinator.Ref);
+
+        // The reference: one engine and the coordinator's own run, step by step.
+        var run = new TrainingRun(options, Config, Train, ParameterInit.Create(Config, Options.Seed));
+        using var engine = new GradientEngine(Config, null, Options.Dropout, Options.LabelSmoothing);
+        var expected = new List<GradientBlock>();
+        for (var step = 0; step < 4; step++)
+        {
+            var blocks = Reference(run, engine);
+            expected.AddRange(blocks.Select(block => block with { First = block.First + 10 * step }));
+            run.Apply(blocks);
+        }
+
+        var messages = Enumerable.Range(0, 2 + run.OptimizerState.Buffers.Length + 1).Select(_ => coordinator.ExpectMsg<object>(Wait)).ToList();
+        var reports = messages.OfType<SegmentComputed>().ToList();
+        Assert.Equal(2, reports.Count);
+        var units = reports.SelectMany(r => r.Units).ToList();
+        Assert.All(units, u => Assert.Empty(u.Gradients));
+        Assert.All(reports, r => Assert.Equal(1, r.Generation));
+        Assert.Equal(expected.Select(e => (e.First, BitConverter.DoubleToInt64Bits(e.Sum.LossSum), e.Sum.Count)).Order(),
+            units.Select(u => ((int)(u.MicroBatch + 10 * u.Step), BitConverter.DoubleToInt64Bits(u.LossSum), u.Count)).Order());
+        var state = messages.OfType<ReplicaState>().OrderBy(p => p.Part).ToList();
+        Assert.All(state, p => Assert.Equal((4L, 1L), (p.Version, p.Generation)));
+        Assert.Equal(Bits(run.Parameters), Bits(state[0].Values));
+        Assert.Equal(run.OptimizerState.Steps, state[0].OptimizerSteps);
+        Assert.Equal(run.OptimizerState.Buffers.Select(Bits), state.Skip(1).Select(p => Bits(p.Values)));
+        coordinator.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+
+        // The coordinator goes back to step 2 with a new generation: what the workers held is dropped, and the
+        // same steps from the same state come to the same bits; a block or segment of the old generation changes nothing.
+        var back = new TrainingRun(options, Config, Train, ParameterInit.Create(Config, Options.Seed));
+        back.Apply(expected.Where(e => e.First < 10).Select(e => e with { First = e.First % 10 }).ToList());
+        back.Apply(expected.Where(e => e.First is >= 10 and < 20).Select(e => e with { First = e.First % 10 }).ToList());
+        foreach (var worker in peers) SendState(worker, back, coordinator.Ref, generation: 2);
+        a.Tell(new ComputeSegment(RunId, 1, [Work(back, 2, 0, 2, peers, generation: 1)], 4, peers, ["", ""]), coordinator.Ref);
+        ComputeSegment Again(int first, long stateAt) =>
+            new(RunId, 2, Enumerable.Range(2, 2).Select(step => Work(back, step, first, 2, peers, generation: 2)).ToArray(), stateAt, peers, ["", ""]);
+        b.Tell(Again(2, stateAt: 4), coordinator.Ref);
+        a.Tell(Again(0, stateAt: -1), coordinator.Ref);
+        var again = Enumerable.Range(0, 2 + state.Count).Select(_ => coordinator.ExpectMsg<object>(Wait)).ToList();
+        Assert.Equal(2, again.OfType<SegmentComputed>().Count(r => r.Generation == 2));
+        var stateAgain = again.OfType<ReplicaState>().OrderBy(p => p.Part).ToList();
+        Assert.All(stateAgain, p => Assert.Equal((4L, 2L), (p.Version, p.Generation)));
+        Assert.Equal(Bits(run.Parameters), Bits(stateAgain[0].Values));
+        coordinator.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
     }
 
     /// <summary>The block sums of the current step as one engine computes them at the run's parameters: the independent reference.</summary>
