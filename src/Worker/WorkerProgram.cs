@@ -43,6 +43,7 @@ public static class WorkerProgram
         Log.Logger = logger;
         try
         {
+            if (!NativeAllocator.Tune()) Log.Debug("glibc's mallopt is not available: the allocator keeps its defaults");
             torch.set_num_threads(1);
             var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
             builder.Services.AddSerilog(logger);
