@@ -275,10 +275,15 @@ public sealed partial class TrainingCoordinator
         GoBack($"{step.Describe(unit)} of step {failed.Step} failed on {worker} (failure {failures} of at most {_plan.MaxAttemptsPerMicroBatch}): {failed.Reason}");
     }
 
+    /// <summary>
+    /// With no report or state for <see cref="TrainingPlan.AssignmentTimeout"/> per step of the oldest segment
+    /// out (a worker hears from the coordinator once a segment, and a long step is no failure), the run goes back.
+    /// </summary>
     private void OnSegmentTick()
     {
-        if (_segments.Count > 0 && Now - _lastProgress > _plan.AssignmentTimeout)
-            GoBack($"no word from the workers for {_plan.AssignmentTimeout.TotalSeconds:F0} s");
+        var limit = _segments.Count > 0 ? _plan.AssignmentTimeout * _segments[0].Steps.Count : TimeSpan.MaxValue;
+        if (Now - _lastProgress > limit)
+            GoBack($"no word from the workers for {limit.TotalSeconds:F0} s ({_plan.AssignmentTimeout.TotalSeconds:F0} s per step of the segment)");
         else
             DispatchSegments();
     }

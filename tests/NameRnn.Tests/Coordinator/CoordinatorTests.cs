@@ -394,6 +394,30 @@ public class CoordinatorTests() : TestKit(TorchDispatcher.Hocon(localThreads: nu
     }
 
     [Fact]
+    public void With_segments_no_word_for_the_assignment_timeout_per_step_sends_the_run_back_and_the_work_out_again()
+    {
+        var plan = SegmentPlan() with { AssignmentTimeout = TimeSpan.FromMilliseconds(150) };
+        var (coordinator, a, b) = StartTwo(plan);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        foreach (var probe in new[] { a, b })
+        {
+            ExpectState(probe, 0);
+            probe.ExpectMsg<ComputeSegment>(Wait);
+            probe.ExpectMsg<ComputeSegment>(Wait);
+        }
+        // The first segment has three steps: 0.45 s without a word, then the state of generation 2 and the same steps again.
+        foreach (var probe in new[] { a, b })
+        {
+            var state = ExpectState(probe, 0);
+            Assert.All(state, p => Assert.Equal(2, p.Generation));
+            var again = probe.ExpectMsg<ComputeSegment>(Wait);
+            Assert.Equal(2, again.Generation);
+            Assert.Equal(new long[] { 0, 1, 2 }, again.Units.Select(u => u.Step));
+        }
+        Assert.True(clock.Elapsed >= TimeSpan.FromMilliseconds(450), $"went back after {clock.Elapsed.TotalMilliseconds:F0} ms");
+    }
+
+    [Fact]
     public void With_segments_a_worker_that_dies_sends_the_run_back_to_the_committed_state_and_the_others_take_the_steps_after_it_anew()
     {
         var plan = SegmentPlan();
