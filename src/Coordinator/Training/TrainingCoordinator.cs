@@ -687,8 +687,11 @@ public sealed partial class TrainingCoordinator : ReceiveActor, IWithTimers
 
     private void CompleteEpoch(StepOutcome outcome)
     {
-        _trainClock.Stop();
+        // The evaluation's time counts for no epoch when the workers wait for it; with segments they go on
+        // training meanwhile, so the clocks go on too (else the names of that time would count without it).
+        if (!SegmentMode) _trainClock.Stop();
         var seconds = _epochClock.Elapsed.TotalSeconds;
+        if (SegmentMode) _epochClock.Restart();
         var evaluated = _run!.ModelParameters;
         var (loss, report) = _evaluator!.Evaluate(evaluated, _plan.Validation);
         var summary = new EpochSummary(outcome.Epoch + 1, _epochLossSum / _epochNames, (double)_epochCorrect / _epochNames, loss, report.Accuracy, report.MacroF1,
@@ -712,6 +715,7 @@ public sealed partial class TrainingCoordinator : ReceiveActor, IWithTimers
         _epochLossSum = 0;
         _epochNames = 0;
         _epochCorrect = 0;
+        if (SegmentMode) return;
         _trainClock.Start();
         _epochClock.Restart();
     }

@@ -394,6 +394,38 @@ public class CoordinatorTests() : TestKit(TorchDispatcher.Hocon(localThreads: nu
     }
 
     [Fact]
+    public void With_segments_an_epochs_time_counts_the_evaluation_the_workers_trained_through()
+    {
+        // A validation split large enough that evaluating it takes a while; the workers go on meanwhile.
+        var validation = Enumerable.Range(0, 60_000).Select(i => new LabelledName(new string((char)('a' + i % 26), 3 + i % 9), i % 2)).ToArray();
+        var plan = SegmentPlan() with { Validation = validation };
+        var (coordinator, a, b) = StartTwo(plan);
+        ExpectState(a, 0);
+        ExpectState(b, 0);
+        var segments = new[] { a, b }.ToDictionary(p => p, p => new List<ComputeSegment> { p.ExpectMsg<ComputeSegment>(Wait), p.ExpectMsg<ComputeSegment>(Wait) });
+        void Finish(int index, long version, float value)
+        {
+            foreach (var probe in new[] { a, b }) coordinator.Tell(Report(segments[probe][index]), probe.Ref);
+            SendWorkerState(a, coordinator, version, value, generation: 1);
+        }
+        Finish(0, 3, 3f);
+        foreach (var probe in new[] { a, b }) segments[probe].Add(probe.ExpectMsg<ComputeSegment>(Wait));
+        // Epoch 1 ends at step 5: the next segment goes out once its evaluation is done.
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        Finish(1, 5, 5f);
+        foreach (var probe in new[] { a, b }) segments[probe].Add(probe.ExpectMsg<ComputeSegment>(Wait));
+        var evaluation = clock.Elapsed;
+        Thread.Sleep(200);
+        Finish(2, 8, 8f);
+        var between = clock.Elapsed;
+        Finish(3, 10, 10f);
+        var done = ExpectMsg<TrainingCompleted>(Wait);
+        // Epoch 2 ran from the commit of step 5 to that of step 10, the evaluation of epoch 1 included.
+        Assert.True(done.Epochs[1].Seconds > between.TotalSeconds - evaluation.TotalSeconds / 2,
+            $"epoch 2 took {done.Epochs[1].Seconds:F3} s by the coordinator's clock, {between.TotalSeconds:F3} s here, of which {evaluation.TotalSeconds:F3} s the evaluation");
+    }
+
+    [Fact]
     public void With_segments_no_word_for_the_assignment_timeout_per_step_sends_the_run_back_and_the_work_out_again()
     {
         var plan = SegmentPlan() with { AssignmentTimeout = TimeSpan.FromMilliseconds(150) };
