@@ -204,22 +204,9 @@ public sealed partial class TrainingCoordinator
         foreach (var step in segment.Steps)
         {
             var sum = GradientTree.Combine(step.Results.Select(r => r!).ToList(), step.MicroBatches.Count);
-            var stepInEpoch = (int)(step.Step % run.StepsPerEpoch);
             var outcome = new StepOutcome(step.Step, (int)(step.Step / run.StepsPerEpoch), (0.0 + sum.LossSum) / sum.Count, step.LearningRate, double.NaN, sum.Count,
-                stepInEpoch + 1 == run.StepsPerEpoch, sum.Correct);
-            for (var unit = 0; unit < step.Units.Count; unit++)
-                if (step.ComputedBy[unit] is { } id) _completedByWorker[id] = _completedByWorker.GetValueOrDefault(id) + step.Units[unit].MicroBatches;
-            _trainedNames += outcome.Names;
-            _epochLossSum += outcome.Loss * outcome.Names;
-            _epochNames += outcome.Names;
-            _epochCorrect += outcome.Correct;
-            Record(new Runs.StepRecorded(outcome.Step, outcome.Epoch, stepInEpoch, run.StepsPerEpoch, _plan.Options.Epochs, outcome.Loss, outcome.LearningRate,
-                outcome.Names / Math.Max(perStep, 1e-9), LiveWorkers), now: outcome.EpochEnded || !double.IsFinite(outcome.Loss));
-            if (!double.IsFinite(outcome.Loss))
-            {
-                Fail($"the training loss became {outcome.Loss} at step {outcome.Step}; try a lower --lr");
-                return false;
-            }
+                (step.Step + 1) % run.StepsPerEpoch == 0, sum.Correct);
+            if (!Account(step, outcome, perStep)) return false;
             last = outcome;
         }
         var end = segment.End;

@@ -645,29 +645,38 @@ public sealed partial class TrainingCoordinator : ReceiveActor, IWithTimers
         var run = _run!;
         var step = _current!;
         var outcome = run.Apply(step.Results.Select(r => r!).ToList());
-        for (var unit = 0; unit < step.Units.Count; unit++)
-            if (step.ComputedBy[unit] is { } id) _completedByWorker[id] = _completedByWorker.GetValueOrDefault(id) + step.Units[unit].MicroBatches;
         // The step's peers take it from its blocks themselves.
         foreach (var peer in step.AllPeers)
             if (_workers.TryGetValue(peer, out var state) && state.ReplicaVersion == step.Step) state.ReplicaVersion = step.Step + 1;
-        _trainedNames += outcome.Names;
-        _epochLossSum += outcome.Loss * outcome.Names;
-        _epochNames += outcome.Names;
-        _epochCorrect += outcome.Correct;
-        Record(new Runs.StepRecorded(outcome.Step, outcome.Epoch, (int)(outcome.Step % run.StepsPerEpoch), run.StepsPerEpoch,
-            _plan.Options.Epochs, outcome.Loss, outcome.LearningRate, outcome.Names / Math.Max(_thisStep.Elapsed.TotalSeconds, 1e-9), LiveWorkers),
-            now: outcome.EpochEnded || !double.IsFinite(outcome.Loss));
-        if (!double.IsFinite(outcome.Loss))
-        {
-            Fail($"the training loss became {outcome.Loss} at step {outcome.Step}; try a lower --lr");
-            return;
-        }
+        if (!Account(step, outcome, _thisStep.Elapsed.TotalSeconds)) return;
         if (outcome.EpochEnded) CompleteEpoch(outcome);
         var every = _plan.CheckpointEvery;
         if ((every > 0 && run.Step % every == 0) || (every <= 0 && outcome.EpochEnded)) SaveCheckpoint();
         if (_requester is null) return;
         if (run.Finished || _stopEarly) Finish();
         else BeginStep();
+    }
+
+    /// <summary>
+    /// Counts a step taken, which took <paramref name="seconds"/>: its units to the workers that computed
+    /// them, its names, loss and right answers to the epoch, and it goes to the recorder. False, after
+    /// stopping the run, when the loss is not finite.
+    /// </summary>
+    private bool Account(StepWork step, StepOutcome outcome, double seconds)
+    {
+        for (var unit = 0; unit < step.Units.Count; unit++)
+            if (step.ComputedBy[unit] is { } id) _completedByWorker[id] = _completedByWorker.GetValueOrDefault(id) + step.Units[unit].MicroBatches;
+        _trainedNames += outcome.Names;
+        _epochLossSum += outcome.Loss * outcome.Names;
+        _epochNames += outcome.Names;
+        _epochCorrect += outcome.Correct;
+        var stepsPerEpoch = _run!.StepsPerEpoch;
+        Record(new Runs.StepRecorded(outcome.Step, outcome.Epoch, (int)(outcome.Step % stepsPerEpoch), stepsPerEpoch,
+            _plan.Options.Epochs, outcome.Loss, outcome.LearningRate, outcome.Names / Math.Max(seconds, 1e-9), LiveWorkers),
+            now: outcome.EpochEnded || !double.IsFinite(outcome.Loss));
+        if (double.IsFinite(outcome.Loss)) return true;
+        Fail($"the training loss became {outcome.Loss} at step {outcome.Step}; try a lower --lr");
+        return false;
     }
 
     private void Record(Runs.StepRecorded step, bool now)
