@@ -8,7 +8,7 @@ namespace NameRnn.Worker.Hosting;
 /// heap to the system as it frees, so a worker's steps kept mapping, zeroing and unmapping pages: page
 /// faults and unmapping took about 3.5 % of a worker's compute thread. Measured in the fourteenth session,
 /// cluster of 2 worker processes at global batch 256, three alternating 16-epoch runs, median names/s of
-/// epochs 4-16: 89.1k / 91.1k / 98.7k with these settings against 81.6k / 82.5k / 89.5k without. (Local
+/// epochs 4-16: 78.0k / 63.5k / 74.4k with these settings against 70.4k / 62.3k / 62.9k without. (Local
 /// mode, whose workers share one process, measured the same either way, so it keeps the defaults.)
 /// </summary>
 public static class NativeAllocator
