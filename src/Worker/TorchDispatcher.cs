@@ -19,9 +19,10 @@ namespace NameRnn.Worker;
 /// <item>Sleeping (<see cref="SleepingThreadsExecutor"/>) for cluster nodes, where several processes
 /// share the cores: a spinning thread takes the CPU that the other workers and the remoting need
 /// (cluster of 2 worker processes: about 40 % more names/s than with spinning threads). These threads
-/// also run at a lower priority (<see cref="ClusterNice"/>), so that the remoting's short turns, which
-/// carry the gradients every other worker waits for, get a core at once instead of queueing behind
-/// the long computations.</item>
+/// also run at a lower priority (<see cref="WorkerNice"/>, <see cref="CoordinatorNice"/>), so that the
+/// remoting's and the direct links' short turns, which carry what the other workers wait for, get a core
+/// at once instead of queueing behind the long computations, and the coordinator's evaluations give way
+/// to the workers' steps where they share the cores.</item>
 /// </list>
 /// TorchSharp's dispose scopes are made and disposed inside one message, so an actor may move
 /// between the dispatcher's threads.
@@ -34,13 +35,22 @@ public static class TorchDispatcher
     public static int ClusterThreadCount => Environment.ProcessorCount + 1;
 
     /// <summary>
-    /// The niceness of the sleeping threads on a cluster node (Linux). With the same priority as the
-    /// remoting's threads, a gradient on its way to another process waited for a core behind the
-    /// TorchSharp work of the three processes (about 0.4 ms per turn of a remoting thread, several turns
-    /// per message); 10 gave a cluster of 2 worker processes on 2 cores 2–38 % more names/s in four
-    /// alternating pairs of runs (19 about as much).
+    /// The niceness of a worker node's sleeping threads (Linux). With the same priority as the remoting's
+    /// threads, a gradient on its way to another process waited for a core behind the TorchSharp work of
+    /// the three processes (about 0.4 ms per turn of a remoting thread, several turns per message); 10
+    /// gave a cluster of 2 worker processes on 2 cores 2–38 % more names/s in four alternating pairs of
+    /// runs (19 about as much). With segments (fourteenth session) 0 measured no better.
     /// </summary>
-    public const int ClusterNice = 10;
+    public const int WorkerNice = 10;
+
+    /// <summary>
+    /// The niceness of the coordinator node's sleeping threads in cluster mode. With segments the
+    /// coordinator is off the steps' path, and its evaluations (and commits) are better done in the time
+    /// the workers leave: 19 instead of 10 (a cluster of 2 worker processes at batch 256 on the same
+    /// 2 cores, six alternating 16-epoch runs, median names/s of epochs 4-16: 71.0k / 72.6k / 70.4k /
+    /// 74.1k / 74.7k / 71.6k against 59.8k / 82.9k / 55.2k / 67.3k / 69.0k / 70.0k).
+    /// </summary>
+    public const int CoordinatorNice = 19;
 
     /// <summary>
     /// The threads local mode shares among the coordinator and <paramref name="workers"/> workers: one
@@ -51,9 +61,9 @@ public static class TorchDispatcher
     /// <summary>
     /// The dispatcher's configuration: in local mode (<paramref name="localThreads"/> set) that many
     /// threads shared by the actors of the one process that does everything; on a cluster node (null)
-    /// sleeping threads at a lower priority.
+    /// sleeping threads, <paramref name="clusterNice"/> nicer than the process.
     /// </summary>
-    public static string Hocon(int? localThreads) => localThreads is { } threads
+    public static string Hocon(int? localThreads, int clusterNice = WorkerNice) => localThreads is { } threads
         ? $$"""
             {{Id}} {
               type = ForkJoinDispatcher
@@ -68,7 +78,7 @@ public static class TorchDispatcher
               type = Dispatcher
               executor = "{{typeof(SleepingThreadsExecutorConfigurator).AssemblyQualifiedName}}"
               thread-count = {{ClusterThreadCount}}
-              thread-nice = {{ClusterNice}}
+              thread-nice = {{clusterNice}}
             }
             """;
 }

@@ -26,7 +26,7 @@ public static class TrainingHost
         builder.Services.AddSerilog(log);
         builder.Services.AddAkka(NameRnnHosting.SystemName, (akka, _) =>
         {
-            akka.AddNameRnnDefaults(localThreads: cluster is null ? TorchDispatcher.LocalThreads(localWorkers) : null);
+            akka.AddNameRnnDefaults(localThreads: cluster is null ? TorchDispatcher.LocalThreads(localWorkers) : null, TorchDispatcher.CoordinatorNice);
             if (cluster is not null)
                 akka.AddNameRnnCluster(new ClusterNodeOptions(NameRnnHosting.CoordinatorRole, cluster.Hostname, cluster.Port, cluster.SeedNodes, cluster.MaxFrameSize, cluster.PublicHostname) { Tls = cluster.Tls });
         });

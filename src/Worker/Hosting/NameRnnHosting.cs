@@ -65,9 +65,9 @@ public static class NameRnnHosting
     /// <summary>The default remote frame size: room for the parameters of a GRU with 1 024 hidden units.</summary>
     public const int DefaultMaxFrameSize = 16 * 1024 * 1024;
 
-    /// <summary>The TorchSharp dispatcher (see <see cref="TorchDispatcher.Hocon"/> for <paramref name="localThreads"/>) and Serilog as Akka's logger.</summary>
-    public static AkkaConfigurationBuilder AddNameRnnDefaults(this AkkaConfigurationBuilder akka, int? localThreads) => akka
-        .AddHocon(TorchDispatcher.Hocon(localThreads), HoconAddMode.Append)
+    /// <summary>The TorchSharp dispatcher (see <see cref="TorchDispatcher.Hocon"/> for <paramref name="localThreads"/> and <paramref name="clusterNice"/>) and Serilog as Akka's logger.</summary>
+    public static AkkaConfigurationBuilder AddNameRnnDefaults(this AkkaConfigurationBuilder akka, int? localThreads, int clusterNice = TorchDispatcher.WorkerNice) => akka
+        .AddHocon(TorchDispatcher.Hocon(localThreads, clusterNice), HoconAddMode.Append)
         .AddHocon($"""
             akka.stdout-loglevel = WARNING
             akka.stdout-logger-class = "{typeof(StandardErrorLogger).AssemblyQualifiedName}"

@@ -24,19 +24,20 @@ public class TorchDispatcherTests
         return int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[16], System.Globalization.CultureInfo.InvariantCulture);
     }
 
-    private static int NiceOfTorchWork(int? localThreads)
+    private static int NiceOfTorchWork(int? localThreads, int clusterNice = TorchDispatcher.WorkerNice)
     {
-        using var kit = new TestKit(TorchDispatcher.Hocon(localThreads));
+        using var kit = new TestKit(TorchDispatcher.Hocon(localThreads, clusterNice));
         var actor = kit.Sys.ActorOf(Props.Create(() => new ReportNice()).WithDispatcher(TorchDispatcher.Id));
         actor.Tell("nice?", kit.TestActor);
         return kit.ExpectMsg<int>(TimeSpan.FromSeconds(10));
     }
 
     [Fact]
-    public void Cluster_nodes_run_the_torch_work_nicer_than_the_process()
+    public void Cluster_nodes_run_the_torch_work_nicer_than_the_process_the_coordinators_nicer_still()
     {
         var process = NiceOfThisThread();
-        Assert.Equal(Math.Min(19, process + TorchDispatcher.ClusterNice), NiceOfTorchWork(localThreads: null));
+        Assert.Equal(Math.Min(19, process + TorchDispatcher.WorkerNice), NiceOfTorchWork(localThreads: null));
+        Assert.Equal(Math.Min(19, process + TorchDispatcher.CoordinatorNice), NiceOfTorchWork(localThreads: null, TorchDispatcher.CoordinatorNice));
     }
 
     [Fact]
