@@ -9,6 +9,12 @@ public interface INameRnnMessage;
 public static class Protocol
 {
     public const int Version = 6;
+
+    /// <summary>The most steps in one segment (<see cref="ComputeSegment"/>).</summary>
+    public const int MaxSegmentSteps = 256;
+
+    /// <summary>How many segments the coordinator has out at once: a worker keeps its peers' blocks up to that many segments ahead of its replica.</summary>
+    public const int SegmentsOut = 2;
 }
 
 /// <summary>What a worker needs to build the model it computes gradients for.</summary>

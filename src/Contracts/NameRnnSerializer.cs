@@ -199,16 +199,22 @@ public sealed class NameRnnSerializer(ExtendedActorSystem system) : SerializerWi
 
     private static ModelSpec ReadSpec(ref WireReader r) => new(r.String(), r.Int32(), r.Int32(), r.Int32(), r.Int32(), r.Byte() switch { 0 => false, 1 => true, var b => throw new FormatException($"a flag of {b}") }, r.String(), r.Int32(), r.String());
 
+    /// <summary>The bytes a unit's micro-batches take on the wire (names, labels, seeds, with their counts).</summary>
+    public static int WorkSize(MicroBatchWork[] parts) => 4 + parts.Sum(p => 4 + p.Names.Sum(WireWriter.SizeOf) + 4 + p.Labels.Length * 4 + 8);
+
+    /// <summary>About what a unit of a segment takes besides its micro-batches (run id, numbers, generation; its peers travel once a segment).</summary>
+    public const int UnitOverhead = 96;
+
     /// <summary>The exact size of the two messages that carry floats (so that no copy is made of them), an estimate of the others.</summary>
     private static int EstimateSize(object obj, string[] peerPaths) => obj switch
     {
         ComputeGradients m => 1 + WireWriter.SizeOf(m.RunId) + 8 + 4 + 8 + WireWriter.SizeOf(m.Parameters)
-            + 4 + m.MicroBatches.Sum(p => 4 + p.Names.Sum(WireWriter.SizeOf) + 4 + p.Labels.Length * 4 + 8) + 4 + 8 + 4 + peerPaths.Sum(WireWriter.SizeOf)
+            + WorkSize(m.MicroBatches) + 4 + 8 + 4 + peerPaths.Sum(WireWriter.SizeOf)
             + 4 + (m.PeerEndpoints ?? []).Sum(WireWriter.SizeOf) + 8,
         GradientsComputed m => 1 + WireWriter.SizeOf(m.RunId) + 8 + 4 + 4 + 8 + 4 + WireWriter.SizeOf(m.Gradients) + 4 + 4 + 8 + 8,
         ReplicaState m => 128 + WireWriter.SizeOf(m.RunId) + WireWriter.SizeOf(m.Optimizer) + WireWriter.SizeOf(m.Values),
         WorkerAccepted m => 256 + (m.ClassWeights?.Length ?? 0) * 4,
-        ComputeSegment m => 64 + m.Units.Sum(u => 256 + u.MicroBatches.Sum(p => 16 + p.Names.Sum(n => 8 + n.Length) + p.Labels.Length * 4)),
+        ComputeSegment m => 64 + m.Units.Sum(u => UnitOverhead + WorkSize(u.MicroBatches)),
         SegmentComputed m => 64 + m.Units.Length * 96,
         _ => 128,
     };

@@ -43,12 +43,11 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
     private long _generation;
 
     /// <summary>A segment in hand: the reports of its units done so far, and how many are left.</summary>
-    private sealed class SegmentInHand(ComputeSegment segment, IActorRef coordinator)
+    private sealed class SegmentInHand(int units, IActorRef coordinator)
     {
-        public ComputeSegment Segment { get; } = segment;
         public IActorRef Coordinator { get; } = coordinator;
         public List<GradientsComputed> Reports { get; } = [];
-        public int Left { get; set; } = segment.Units.Length;
+        public int Left { get; set; } = units;
     }
 
     private readonly Dictionary<(long Step, int MicroBatch), SegmentInHand> _segmentOf = [];
@@ -144,14 +143,8 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
         }
         _engine?.Dispose();
         _engine = new GradientEngine(config, accepted.ClassWeights, accepted.Dropout, accepted.LabelSmoothing);
-        _replica = null;
-        _versions.Clear();
-        _blocks.Clear();
-        _deferred.Clear();
+        DropReplica(generation: 0);
         _stateParts = null;
-        _segmentOf.Clear();
-        _stateWanted.Clear();
-        _generation = 0;
         _runId = accepted.RunId;
         if (_runIdLog is not null) _runIdLog.RunId = accepted.RunId;
         _log.Info("Worker {Worker} joined run {RunId}: {Cell} hidden {Hidden}", _workerId, accepted.RunId, config.Cell, config.Hidden);
@@ -165,7 +158,7 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
     {
         if (_engine is null || segment.RunId != _runId)
         {
-            foreach (var unit in segment.Units.Take(1))
+            if (segment.Units.FirstOrDefault() is { } unit)
                 Sender.Tell(new GradientsFailed(segment.RunId, unit.Step, unit.MicroBatch, $"worker {_workerId} has not joined run {segment.RunId}"));
             return;
         }
@@ -178,7 +171,7 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
             Sender.Tell(new ParametersMissing(segment.RunId, first?.Step ?? 0, first?.MicroBatch ?? 0, first?.ParametersVersion ?? 0));
             return;
         }
-        var inHand = new SegmentInHand(segment, Sender);
+        var inHand = new SegmentInHand(segment.Units.Length, Sender);
         foreach (var unit in segment.Units) _segmentOf[(unit.Step, unit.MicroBatch)] = inHand;
         if (segment.StateAt >= 0) _stateWanted.Add((segment.StateAt, Sender));
         foreach (var unit in segment.Units) OnCompute(unit, Sender);
@@ -300,8 +293,21 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
         RunDeferred();
     }
 
-    /// <summary>How far ahead of the replica a segment's blocks may come: two segments of at most this many steps.</summary>
-    public const int SegmentReach = 2 * 256;
+    /// <summary>Forgets the replica and everything held for it (versions, blocks, waiting work, segments, state requests), and follows <paramref name="generation"/> from now on.</summary>
+    private void DropReplica(long generation)
+    {
+        _generation = generation;
+        _replica = null;
+        _versions.Clear();
+        _blocks.Clear();
+        _deferred.Clear();
+        _segmentOf.Clear();
+        _stateWanted.Clear();
+        Timers.Cancel(DeferredTimer);
+    }
+
+    /// <summary>How far ahead of the replica a segment's blocks may come: the segments out, of at most so many steps each.</summary>
+    private const int SegmentReach = Protocol.SegmentsOut * Protocol.MaxSegmentSteps;
 
     /// <summary>Sends the coordinator the replica's state at a version it asked for, once the replica is there.</summary>
     private void SendWantedState()
@@ -370,18 +376,8 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
             _log.Warning("Worker {Worker} got a state of {Count} values for a model of {Parameters}", _workerId, parameters.Length, _engine.Config.ParameterCount);
             return;
         }
-        if (part.Generation > _generation)
-        {
-            // The coordinator went back to the state it holds: what was computed since is dropped.
-            _generation = part.Generation;
-            _replica = null;
-            _versions.Clear();
-            _blocks.Clear();
-            _deferred.Clear();
-            _segmentOf.Clear();
-            _stateWanted.Clear();
-            Timers.Cancel(DeferredTimer);
-        }
+        // The coordinator went back to the state it holds: what was computed since is dropped.
+        if (part.Generation > _generation) DropReplica(part.Generation);
         _versions[part.Version] = parameters;
         if (_replica is null || part.Version > _replica.Version)
         {

@@ -242,7 +242,7 @@ public sealed class TrainSettings : DataSettings
         CommandLine.OneOf("--replicas", Replicas, ["auto", "on", "off"]);
         if (SegmentSteps is { } segmentSteps)
         {
-            CommandLine.Range("--segment-steps", segmentSteps, 0, TrainingPlan.MaxSegmentSteps);
+            CommandLine.Range("--segment-steps", segmentSteps, 0, NameRnn.Contracts.Protocol.MaxSegmentSteps);
             if (segmentSteps > 0 && !UseReplicas)
                 throw new UsageException("option --segment-steps: segments need replicas; add --replicas on (local mode) or leave --replicas at auto (cluster mode)");
             if (segmentSteps > 0 && AverageDecay is > 0)

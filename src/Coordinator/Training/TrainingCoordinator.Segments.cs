@@ -14,7 +14,7 @@ namespace NameRnn.Coordinator.Training;
 /// as the processes of PyTorch's DDP do, and report to the coordinator once a segment, without gradients
 /// (<see cref="SegmentComputed"/>). One of them sends the state at the segment's end
 /// (<see cref="ReplicaState"/>), which the coordinator commits: it accounts for the segment's steps,
-/// evaluates at an epoch's end, saves checkpoints. Up to <see cref="SegmentsAhead"/> segments are out at
+/// evaluates at an epoch's end, saves checkpoints. Up to <see cref="Protocol.SegmentsOut"/> segments are out at
 /// once, so the workers never wait for a commit. When a worker of the segments out dies, becomes
 /// unreachable, fails or loses its way, the coordinator goes back to the last state it committed: it
 /// starts a new generation, sends that state to every live worker (which drops whatever it held of the
@@ -24,9 +24,6 @@ namespace NameRnn.Coordinator.Training;
 /// </summary>
 public sealed partial class TrainingCoordinator
 {
-    /// <summary>How many segments are out at once.</summary>
-    public const int SegmentsAhead = 2;
-
     /// <summary>Steps handed out together, and what became of them.</summary>
     private sealed class Segment(IReadOnlyList<StepWork> steps, IActorRef stateFrom)
     {
@@ -59,7 +56,7 @@ public sealed partial class TrainingCoordinator
     private TimeSpan _committedAt;
 
     /// <summary>
-    /// Hands out segments until <see cref="SegmentsAhead"/> are out, to the live workers of the lineage; a
+    /// Hands out segments until <see cref="Protocol.SegmentsOut"/> are out, to the live workers of the lineage; a
     /// worker not in it (a new one, one back from unreachable, every one after going back) first gets the
     /// committed state, once no segment is out.
     /// </summary>
@@ -77,19 +74,15 @@ public sealed partial class TrainingCoordinator
                 GoBack($"{string.Join(", ", newcomers.Select(w => _workers[w].Id))} came in", failure: false);
                 return;
             }
-            var run = _run;
-            var options = _plan.Options;
             foreach (var worker in newcomers)
             {
-                foreach (var message in ReplicaStates.ToMessages(_plan.RunId, run.ParametersVersion, run.Parameters, run.OptimizerState,
-                             options.Momentum, options.WeightDecay, options.ClipNorm, _generation))
-                    worker.Tell(message);
+                TellRunState(worker, _generation);
                 _lineage.Add(worker);
             }
         }
         var members = live.OrderBy(w => _workers[w].Id, StringComparer.Ordinal).ToArray();
         if (_segments.Count == 0) _lastProgress = Now;
-        while (_segments.Count < SegmentsAhead)
+        while (_segments.Count < Protocol.SegmentsOut)
         {
             var start = _segments.Count > 0 ? _segments[^1].End : _run.Step;
             if (start >= _run.TotalSteps) break;
@@ -114,21 +107,14 @@ public sealed partial class TrainingCoordinator
             if (steps.Count > 0 && (number % run.StepsPerEpoch == 0 || (_plan.CheckpointEvery > 0 && number % _plan.CheckpointEvery == 0))) break;
             var microBatches = run.MicroBatchesOf(number);
             var step = new StepWork(number, microBatches, GradientTree.Units(microBatches.Count, members.Length, _plan.LargestUnit), run.LearningRateOf(number), members);
+            var works = Enumerable.Range(0, step.Units.Count).Select(u => step.BatchesOf(u).Select(b => new MicroBatchWork(b.Names, b.Labels, b.NoiseSeed)).ToArray()).ToArray();
             var cost = new int[members.Length];
-            for (var u = 0; u < step.Units.Count; u++)
-                cost[u % members.Length] += 64 + step.BatchesOf(u).Sum(b => 16 + b.Names.Sum(n => 8 + System.Text.Encoding.UTF8.GetByteCount(n)));
+            for (var u = 0; u < works.Length; u++) cost[u % members.Length] += NameRnnSerializer.UnitOverhead + NameRnnSerializer.WorkSize(works[u]);
             if (steps.Count > 0 && bytes.Select((b, k) => b + cost[k]).Any(b => b > SegmentBytes)) break;
             for (var k = 0; k < members.Length; k++) bytes[k] += cost[k];
-            for (var u = 0; u < step.Units.Count; u++)
-            {
-                var k = u % members.Length;
-                var work = step.BatchesOf(u).Select(b => new MicroBatchWork(b.Names, b.Labels, b.NoiseSeed)).ToArray();
-                units[k].Add(new ComputeGradients(_plan.RunId, number, step.Units[u].First, number, null, work, microBatches.Count, step.LearningRate,
+            for (var u = 0; u < works.Length; u++)
+                units[u % members.Length].Add(new ComputeGradients(_plan.RunId, number, step.Units[u].First, number, null, works[u], microBatches.Count, step.LearningRate,
                     members, endpoints, _generation));
-                step.InFlight[u].Add((members[k], Now));
-            }
-            step.Pending.Clear();
-            step.HandedOut = true;
             steps.Add(step);
         }
         var segment = new Segment(steps, members[0]);
@@ -158,7 +144,6 @@ public sealed partial class TrainingCoordinator
             }
             step.Results[index] = new GradientBlock(first, count, new MicroBatchGradients(unit.LossSum, unit.Count, [], unit.Correct));
             step.ComputedBy[index] = _workers.GetValueOrDefault(Sender)?.Id;
-            step.InFlight[index].Clear();
             step.Received++;
         }
         _lastProgress = Now;

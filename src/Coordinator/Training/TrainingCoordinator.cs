@@ -312,10 +312,7 @@ public sealed partial class TrainingCoordinator : ReceiveActor, IWithTimers
     private void SendState(IActorRef worker)
     {
         var run = _run!;
-        var options = _plan.Options;
-        foreach (var message in ReplicaStates.ToMessages(_plan.RunId, run.ParametersVersion, run.Parameters, run.OptimizerState,
-                     options.Momentum, options.WeightDecay, options.ClipNorm))
-            worker.Tell(message);
+        TellRunState(worker);
         _workers[worker].ReplicaVersion = run.ParametersVersion;
         foreach (var step in Steps)
         {
@@ -329,6 +326,16 @@ public sealed partial class TrainingCoordinator : ReceiveActor, IWithTimers
             step.LatePeers.Add(worker);
             foreach (var block in step.Accepted) worker.Tell(block);
         }
+    }
+
+    /// <summary>The run's state at its current version, in parts (<see cref="ReplicaStates"/>), to a worker that is to keep a replica.</summary>
+    private void TellRunState(IActorRef worker, long generation = 0)
+    {
+        var run = _run!;
+        var options = _plan.Options;
+        foreach (var message in ReplicaStates.ToMessages(_plan.RunId, run.ParametersVersion, run.Parameters, run.OptimizerState,
+                     options.Momentum, options.WeightDecay, options.ClipNorm, generation))
+            worker.Tell(message);
     }
 
     /// <summary>

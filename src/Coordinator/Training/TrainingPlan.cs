@@ -71,9 +71,6 @@ public sealed record TrainingPlan(
     /// <summary>What <c>train</c> and <c>bench</c> use in cluster mode.</summary>
     public const int DefaultSegmentSteps = 64;
 
-    /// <summary>The most steps per segment: two segments out stay within what a worker keeps of its peers' blocks (<c>GradientWorker.SegmentReach</c>).</summary>
-    public const int MaxSegmentSteps = 256;
-
     /// <summary>Benchmarks only: evaluate on the test split after every epoch and stop once its accuracy reaches this; null = never.</summary>
     public double? StopAtTestAccuracy { get; init; }
 
