@@ -78,7 +78,9 @@ public class FaultTests(ITestOutputHelper output)
     {
         var root = TestData.TempFolder();
         var dir = Path.Combine(root, "cluster");
-        var (coordinator, address) = StartCoordinator(root, dir, 1, "--worker-timeout", "3", "--checkpoint-every", "20");
+        // The timeout also bounds the wait for the first worker, whose start took 4 s on a slow day of the
+        // 2-core machine: 3 s failed there before the run began.
+        var (coordinator, address) = StartCoordinator(root, dir, 1, "--worker-timeout", "12", "--checkpoint-every", "20");
         using var _ = coordinator;
         using (var only = StartWorker(address, "--test-slow-ms", "5"))
         {
