@@ -96,9 +96,6 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
 
     private const string DeferredTimer = "deferred";
 
-    /// <summary>The parameters and at most a few optimizer buffers (Adam has two).</summary>
-    private const int MaxStateParts = 8;
-
     private sealed class CheckDeferred
     {
         public static readonly CheckDeferred Instance = new();
@@ -363,7 +360,7 @@ public sealed class GradientWorker : ReceiveActor, IWithTimers
     /// <summary>One part of the run's state; with all of them in, the replica starts (or jumps ahead) at that version.</summary>
     private void OnState(ReplicaState part)
     {
-        if (_engine is null || part.RunId != _runId || part.Parts is < 1 or > MaxStateParts || part.Part < 0 || part.Part >= part.Parts || part.Generation < _generation) return;
+        if (_engine is null || part.RunId != _runId || !ReplicaStates.IsPart(part) || part.Generation < _generation) return;
         // Parts of another version, generation or cut start the set afresh.
         if (_stateParts is not { } parts || parts.Length != part.Parts || parts.OfType<ReplicaState>().Any(p => p.Version != part.Version || p.Generation != part.Generation))
             _stateParts = parts = new ReplicaState?[part.Parts];

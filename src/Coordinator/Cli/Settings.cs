@@ -177,9 +177,8 @@ public sealed class TrainSettings : DataSettings
     [Option("--segment-steps", "with replicas, the most steps of work a worker gets in one message (a segment): the workers then take those steps among themselves, without the coordinator, which hears from each once a segment and goes back to the last state it holds when one fails (the same result); 0 = a step at a time; default 64 in cluster mode, 0 in local mode; not with --average-decay", Value = "N")]
     public int? SegmentSteps { get; set; }
 
-    /// <summary>The steps per segment, with the default resolved for the mode; 0 without replicas or with a moving average of the parameters (which the replicas do not keep).</summary>
-    public int UseSegmentSteps(double averageDecay) =>
-        !UseReplicas || averageDecay > 0 ? 0 : SegmentSteps ?? (Cluster ? TrainingPlan.DefaultSegmentSteps : 0);
+    /// <summary>The steps per segment, with the default resolved for the mode; 0 without replicas. (A run with a moving average of the parameters, which the replicas do not keep, hands out a step at a time whatever this says: see <see cref="TrainingPlan.SegmentSteps"/>.)</summary>
+    public int UseSegmentSteps => !UseReplicas ? 0 : SegmentSteps ?? (Cluster ? TrainingPlan.DefaultSegmentSteps : 0);
 
     [OptionGroup]
     public TlsSettings Tls { get; set; } = new();

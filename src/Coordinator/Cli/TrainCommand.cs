@@ -99,7 +99,7 @@ public static class TrainCommand
             WorkerTimeout = TimeSpan.FromSeconds(settings.WorkerTimeout),
             AssignmentTimeout = TimeSpan.FromSeconds(settings.AssignmentTimeout),
             Replicas = settings.UseReplicas,
-            SegmentSteps = settings.UseSegmentSteps(options.AverageDecay),
+            SegmentSteps = settings.UseSegmentSteps,
         };
         var cluster = settings.Cluster
             ? new ClusterMode(settings.Hostname, settings.PublicHostname, settings.Port, settings.SeedNodes, settings.MaxFrameSize, settings.AddressFile, settings.Tls.Options())

@@ -153,7 +153,7 @@ public sealed partial class TrainingCoordinator
     private void OnWorkerState(ReplicaState part)
     {
         if (!SegmentMode || !Started || part.RunId != _plan.RunId || part.Generation != _generation) return;
-        if (_segments.Find(s => s.End == part.Version && s.StateFrom.Equals(Sender)) is not { } segment || part.Parts is < 1 or > 8 || part.Part < 0 || part.Part >= part.Parts) return;
+        if (!ReplicaStates.IsPart(part) || _segments.Find(s => s.End == part.Version && s.StateFrom.Equals(Sender)) is not { } segment) return;
         if (segment.StateParts is not { } parts || parts.Length != part.Parts) segment.StateParts = parts = new ReplicaState?[part.Parts];
         parts[part.Part] = part;
         _lastProgress = Now;
@@ -196,7 +196,7 @@ public sealed partial class TrainingCoordinator
         }
         var end = segment.End;
         _run = new TrainingRun(_plan.Options, _plan.Model, _plan.Train, new RunState((int)(end / run.StepsPerEpoch), (int)(end % run.StepsPerEpoch), end,
-            state.Values, null, new OptimizerState(state.Optimizer, state.OptimizerSteps, parts.Skip(1).Select(p => p.Values).ToArray())));
+            state.Values, null, ReplicaStates.ToOptimizerState(parts)));
         if (last!.EpochEnded) CompleteEpoch(last);
         var every = _plan.CheckpointEvery;
         if ((every > 0 && end % every == 0) || (every <= 0 && last.EpochEnded)) SaveCheckpoint();

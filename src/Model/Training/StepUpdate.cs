@@ -44,21 +44,20 @@ public static class StepUpdate
 public sealed class ParameterReplica
 {
     private readonly IOptimizer _optimizer;
-    private readonly double _clipNorm;
 
     public ParameterReplica(long version, float[] parameters, OptimizerState optimizer, double momentum, double weightDecay, double clipNorm)
     {
         Version = version;
         Parameters = parameters;
         _optimizer = Optimizers.Create(optimizer.Kind, parameters.Length, momentum, weightDecay, optimizer);
-        _clipNorm = clipNorm;
+        ClipNorm = clipNorm;
         Momentum = momentum;
         WeightDecay = weightDecay;
     }
 
     public double Momentum { get; }
     public double WeightDecay { get; }
-    public double ClipNorm => _clipNorm;
+    public double ClipNorm { get; }
 
     /// <summary>The optimizer's state at <see cref="Version"/>, as <see cref="TrainingRun.OptimizerState"/> gives the coordinator's.</summary>
     public OptimizerState OptimizerState => _optimizer.State;
@@ -72,7 +71,7 @@ public sealed class ParameterReplica
     /// <summary>Takes the step at <see cref="Version"/> from its block sums, which cover its <paramref name="microBatches"/> micro-batches.</summary>
     public void Apply(IReadOnlyList<GradientBlock> blocks, int microBatches, double learningRate)
     {
-        (Parameters, _) = StepUpdate.Apply(Parameters, _optimizer, blocks, microBatches, _clipNorm, learningRate);
+        (Parameters, _) = StepUpdate.Apply(Parameters, _optimizer, blocks, microBatches, ClipNorm, learningRate);
         Version++;
     }
 }
